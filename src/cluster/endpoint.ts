@@ -1,0 +1,38 @@
+/**
+ * One upstream endpoint of a cluster: its address, its connection pool, and the mutable state
+ * that balancers, health checking and outlier detection share. The cluster manager creates
+ * endpoints and their pools; everything else only reads or flips these fields.
+ */
+import type { Dispatcher } from 'undici';
+import type { Address } from '../config/types.js';
+import type { LbEndpoint } from './lb/types.js';
+
+export function addressKey(a: Address): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+export class Endpoint implements LbEndpoint {
+  readonly key: string;
+  /** requests in flight (incremented by the forwarder around each attempt) */
+  active = 0;
+  /** set by the active health checker; true until a check says otherwise */
+  healthy = true;
+  /** set by outlier detection while the endpoint is ejected */
+  ejected = false;
+  /** how many times outlier detection ejected it (the ejection time multiplier) */
+  ejections = 0;
+  /** consecutive failed attempts (outlier detection) */
+  consecutiveFailures = 0;
+
+  constructor(
+    readonly address: Address,
+    /** the endpoint's undici Pool (or any Dispatcher in tests) */
+    readonly pool: Dispatcher,
+  ) {
+    this.key = addressKey(address);
+  }
+
+  get available(): boolean {
+    return this.healthy && !this.ejected;
+  }
+}
