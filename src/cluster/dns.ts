@@ -267,6 +267,7 @@ export class DnsDiscovery {
   }
 
   private async resolve(): Promise<void> {
+    if (this.stopped) return;
     const { name, port } = this.opts;
     const r = await this.resolver.resolveFamilies(name);
     if (this.stopped) return;
