@@ -1,0 +1,159 @@
+/**
+ * A listener: one node:http (or node:https for inbound mTLS) server with the edge protections
+ * of its `limits`, connection tracking for drain, and the request, upgrade and CONNECT handlers.
+ * Node's parser runs strict (never `insecureHTTPParser`); what it rejects is answered here in
+ * the contract's error format, then the connection is closed.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Address, ListenerLimits } from '../config/types.js';
+import { ERROR_HEADER } from '../errors.js';
+import { ConnectionTracker } from './connections.js';
+import { ListenerHandler, type ListenerContext } from './handler.js';
+import type { Direction } from '../telemetry/metrics.js';
+import { handleConnect, handleUpgrade } from '../upstream/tunnel.js';
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 414: 'URI Too Long', 431: 'Request Header Fields Too Large' };
+
+/** The bytes of a proxy-made error on a socket Node's parser gave up on. */
+function rawError(status: number): string {
+  const body = '{"error":"bad_request"}';
+  return (
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Bad Request'}\r\n` +
+    `connection: close\r\ncontent-type: application/json\r\n${ERROR_HEADER}: bad_request\r\n` +
+    `content-length: ${body.length}\r\n\r\n${body}`
+  );
+}
+
+export interface TlsServerOptions {
+  readonly options: https.ServerOptions;
+  /** checks the peer after the handshake; returns the principal or a refusal reason */
+  readonly verify: (socket: import('node:tls').TLSSocket) => { ok: true; principal: string | null } | { ok: false; reason: string };
+}
+
+export class Listener {
+  readonly server: http.Server;
+  readonly handler: ListenerHandler;
+  readonly tracker: ConnectionTracker;
+  private bound: Address | null = null;
+
+  constructor(
+    readonly direction: Direction,
+    readonly address: Address,
+    limits: ListenerLimits,
+    private readonly ctx: ListenerContext,
+    tls: TlsServerOptions | null,
+    onTlsError: (reason: string, socket: Socket) => void,
+  ) {
+    const opts: http.ServerOptions = {
+      maxHeaderSize: limits.maxHeaderBytes,
+      insecureHTTPParser: false,
+      noDelay: true,
+      keepAlive: true,
+      requireHostHeader: true,
+      joinDuplicateHeaders: false,
+      // The route/inbound timeout bounds a whole exchange; Node's own request timer would cut
+      // long uploads that the config allows.
+      requestTimeout: 0,
+      headersTimeout: limits.headersTimeout,
+      keepAliveTimeout: limits.keepAliveTimeout,
+    };
+    this.handler = new ListenerHandler(direction, ctx, tls === null ? 'http' : 'https');
+    const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => this.handler.handle(req, res);
+    if (tls === null) {
+      this.server = http.createServer(opts, onRequest);
+    } else {
+      const s = https.createServer({ ...opts, ...tls.options }, onRequest);
+      s.on('secureConnection', (sock) => {
+        const v = tls.verify(sock);
+        if (!v.ok) {
+          onTlsError(v.reason, sock);
+          sock.destroy();
+          return;
+        }
+        principals.set(sock, v.principal);
+      });
+      s.on('tlsClientError', (err: Error & { code?: string }, sock: Socket) => {
+        onTlsError(tlsReason(err), sock);
+      });
+      this.server = s;
+    }
+    this.applyLimits(limits);
+    this.tracker = new ConnectionTracker(this.server, { maxConnections: limits.maxConnections });
+    this.server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => this.onClientError(err, socket));
+    this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      handleUpgrade(this, req, socket as Socket, head);
+    });
+    if (direction === 'outbound') {
+      this.server.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+        handleConnect(this, req, socket as Socket, head);
+      });
+    }
+  }
+
+  get context(): ListenerContext {
+    return this.ctx;
+  }
+
+  /** Applies the limits that can change without rebinding. */
+  applyLimits(limits: ListenerLimits): void {
+    const s = this.server;
+    s.headersTimeout = limits.headersTimeout;
+    s.keepAliveTimeout = limits.keepAliveTimeout;
+    // One over the limit so the edge check sees the excess and answers 431 (Node would drop
+    // the extra headers silently).
+    s.maxHeadersCount = limits.maxHeaders + 1;
+    s.timeout = limits.idleTimeout;
+    this.tracker?.setMaxConnections(limits.maxConnections);
+  }
+
+  private onClientError(err: Error & { code?: string }, socket: Duplex): void {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    let status = 400;
+    if (err.code === 'HPE_HEADER_OVERFLOW') status = 431;
+    else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') status = 408;
+    this.ctx.metrics.edgeRejections.labels(this.direction, String(status)).inc();
+    this.ctx.log.debug({ direction: this.direction, code: err.code, err: err.message }, 'malformed request');
+    socket.end(rawError(status));
+    setTimeout(() => socket.destroy(), 1000).unref();
+  }
+
+  async listen(): Promise<Address> {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (e: Error): void => reject(e);
+      this.server.once('error', onError);
+      this.server.listen({ host: this.address.host, port: this.address.port, exclusive: true }, () => {
+        this.server.off('error', onError);
+        resolve();
+      });
+    });
+    const a = this.server.address();
+    this.bound = a !== null && typeof a === 'object' ? { host: a.address, port: a.port } : this.address;
+    return this.bound;
+  }
+
+  get boundAddress(): Address | null {
+    return this.bound;
+  }
+
+  /** Graceful: stop accepting, let in-flight requests finish with `Connection: close`. */
+  drain(timeoutMs: number): Promise<void> {
+    return this.tracker.drain(timeoutMs);
+  }
+}
+
+/** Principals of verified inbound TLS sockets. */
+export const principals = new WeakMap<object, string | null>();
+
+function tlsReason(err: Error & { code?: string }): string {
+  const c = err.code ?? '';
+  if (c === 'ECONNRESET') return 'reset';
+  if (/CERT|CERTIFICATE/i.test(c) || /certificate/i.test(err.message)) return 'bad_certificate';
+  if (/VERSION|PROTOCOL/i.test(c) || /wrong version|http request/i.test(err.message)) return 'protocol';
+  return 'handshake';
+}

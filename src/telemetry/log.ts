@@ -1,0 +1,41 @@
+/**
+ * pino loggers. The access log and the operational log share one asynchronous stdout
+ * destination so that logging never blocks the event loop; disabled levels cost nothing.
+ */
+import pino from 'pino';
+
+export type Logger = pino.Logger;
+
+/** Header and key paths that never reach a log line. */
+const REDACT = [
+  'headers.authorization',
+  'headers["proxy-authorization"]',
+  'headers.cookie',
+  'headers["set-cookie"]',
+  'key',
+  'cert',
+];
+
+export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+  const dest = destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  return pino(
+    {
+      level,
+      base: null,
+      messageKey: 'msg',
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      redact: { paths: REDACT, censor: '[redacted]' },
+    },
+    dest,
+  );
+}
+
+/** Flushes an asynchronous destination before exit. */
+export function flushLogger(log: Logger): void {
+  try {
+    log.flush();
+  } catch {
+    // a destination that cannot flush (already closed) is nothing to fail over
+  }
+}

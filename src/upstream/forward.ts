@@ -1,0 +1,431 @@
+/**
+ * The request path from a routed request to its upstream and back. One `Exchange` per client
+ * request (a fixed-shape context object), one `Attempt` per upstream try. Attempts are undici
+ * dispatch handlers written straight to the client response: `onData` returns the client
+ * socket's back-pressure to undici, which stops reading the upstream socket until `drain`.
+ * Expected failures end as `ProxyError` values answered by `respondError`; nothing here throws.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { Cluster } from '../cluster/cluster.js';
+import type { Endpoint } from '../cluster/endpoint.js';
+import { ERROR_HEADER, errorBody, proxyError, type ProxyError } from '../errors.js';
+import type { RetryPolicy, AttemptOutcome } from '../resilience/classify.js';
+import { classifyError, errorReason, isFailure, shouldRetry } from '../resilience/classify.js';
+import { backoffDelay } from '../resilience/backoff.js';
+import type { CompiledHeaderOps } from '../router/table.js';
+import type { RouteStats } from '../telemetry/metrics.js';
+import { BodySource } from './body.js';
+import { clientResponseHeaders } from './headers.js';
+
+/** What the exchange reports when the client response is over (access log + metrics). */
+export interface ExchangeSink {
+  exchangeDone(x: Exchange): void;
+  /** a failed attempt or local refusal (`outrigger_upstream_errors_total`) */
+  upstreamError(x: Exchange, reason: string): void;
+  retried(x: Exchange): void;
+  budgetExhausted(x: Exchange): void;
+}
+
+const TIMEOUT_ERROR = Object.freeze(Object.assign(new Error('route timeout'), { code: 'OUTRIGGER_TIMEOUT' }));
+const CLIENT_GONE = Object.freeze(Object.assign(new Error('client closed the request'), { code: 'OUTRIGGER_CLIENT_GONE' }));
+
+/** The status logged for a client that went away before its response started (as nginx). */
+export const CLIENT_CLOSED_STATUS = 499;
+
+export class Exchange {
+  // --- set by the listener before start() ---
+  route = '';
+  clusterName = '';
+  stats: RouteStats | null = null;
+  cluster: Cluster | null = null;
+  retry: RetryPolicy | null = null;
+  timeout = 0;
+  /** path+query sent upstream */
+  upstreamPath = '';
+  /** flat upstream request headers */
+  upstreamHeaders: string[] = [];
+  responseOps: CompiledHeaderOps | null = null;
+  hashKey: string | undefined = undefined;
+  requestId = '';
+  traceId = '';
+  host = '';
+  path = '';
+  /** passthrough: the one dispatcher to use instead of a cluster */
+  passthrough: Dispatcher | null = null;
+  passthroughKey = '';
+
+  // --- progress ---
+  readonly t0 = performance.now();
+  status = 0;
+  error: ProxyError | null = null;
+  attempts = 0;
+  bytesOut = 0;
+  upstream = '';
+  headersSent = false;
+  done = false;
+  private body: BodySource | null = null;
+  private current: Attempt | null = null;
+  private lastEndpoint: Endpoint | undefined = undefined;
+  private timer: NodeJS.Timeout | null = null;
+  private backoffTimer: NodeJS.Timeout | null = null;
+  private resumeUpstream: (() => void) | null = null;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    private readonly sink: ExchangeSink,
+  ) {
+    res.on('close', this.onClientClose);
+    res.on('drain', this.onClientDrain);
+  }
+
+  /** A bounded copy of the request body for a mirror, or null when there is no body. */
+  teeBody(): Readable | null {
+    return this.body === null ? null : this.body.tee();
+  }
+
+  get bytesIn(): number {
+    return this.body === null ? 0 : this.body.bytesRead;
+  }
+
+  /** Whether the request carries a body to stream (RFC 9112 6.3: CL or TE present). */
+  private hasBody(): boolean {
+    const h = this.req.headers;
+    if (h['transfer-encoding'] !== undefined) return true;
+    const cl = h['content-length'];
+    return cl !== undefined && cl !== '0';
+  }
+
+  /** Starts forwarding; the route, cluster (or passthrough) and headers are set. */
+  start(): void {
+    if (this.hasBody()) this.body = new BodySource(this.req);
+    if (this.timeout > 0) {
+      this.timer = setTimeout(this.onTimeout, this.timeout);
+    }
+    this.attempt();
+  }
+
+  /** Attempts `mirror`-style: no retries, no client; used by the mirror path. */
+  private attempt(): void {
+    if (this.done) return;
+    const cluster = this.cluster;
+    let ep: Endpoint | null = null;
+    let dispatcher: Dispatcher;
+    if (cluster !== null) {
+      if (cluster.overflowing()) {
+        this.fail(proxyError('overflow', 'cluster maxPending'), 'overflow');
+        return;
+      }
+      ep = cluster.pick(this.hashKey, this.lastEndpoint);
+      if (ep === null) {
+        this.fail(proxyError('no_healthy_upstream'), 'no_healthy_upstream');
+        return;
+      }
+      if (cluster.breaker !== null && !cluster.breaker.admit()) {
+        this.fail(proxyError('circuit_open'), 'circuit_open');
+        return;
+      }
+      dispatcher = ep.pool;
+      ep.active++;
+      cluster.active++;
+      this.upstream = ep.key;
+      if (this.attempts === 0) cluster.budget.onRequest();
+    } else {
+      dispatcher = this.passthrough as Dispatcher;
+      this.upstream = this.passthroughKey;
+    }
+    this.attempts++;
+    this.lastEndpoint = ep ?? undefined;
+    const a = new Attempt(this, ep);
+    this.current = a;
+    const policy = this.retry;
+    dispatcher.dispatch(
+      {
+        method: (this.req.method ?? 'GET') as Dispatcher.HttpMethod,
+        path: this.upstreamPath,
+        headers: this.upstreamHeaders,
+        body: this.body === null ? null : this.body.attempt(),
+        headersTimeout: policy !== null && policy.perTryTimeout > 0 ? policy.perTryTimeout : 0,
+        bodyTimeout: 0,
+        // a request with a body is never pipelined; undici decides from `idempotent`
+        idempotent: false,
+        blocking: true,
+      },
+      a,
+    );
+  }
+
+  /** An attempt ended before any response byte reached the client. */
+  attemptFailed(a: Attempt, outcome: AttemptOutcome, err: ProxyError): void {
+    this.attemptSettled(a, outcome);
+    if (this.done || this.headersSent) return;
+    if (this.mayRetry(outcome)) {
+      this.scheduleRetry();
+      return;
+    }
+    this.fail(err, ''); // the attempt was counted when it settled
+  }
+
+  /** Bookkeeping every attempt gets exactly once. */
+  attemptSettled(a: Attempt, outcome: AttemptOutcome): void {
+    if (a.settled) return;
+    a.settled = true;
+    if (this.current === a) this.current = null;
+    const ep = a.endpoint;
+    const cluster = this.cluster;
+    if (ep !== null && cluster !== null) {
+      ep.active--;
+      cluster.active--;
+      // The client going away says nothing about the upstream's health.
+      if (!a.clientGone) {
+        const failure = isFailure(outcome);
+        cluster.breaker?.record(failure);
+        cluster.onAttemptResult(ep, failure);
+        if (outcome.kind === 'error') this.sink.upstreamError(this, errorReason(outcome.error));
+      } else {
+        cluster.breaker?.record(false);
+      }
+    }
+  }
+
+  private mayRetry(outcome: AttemptOutcome): boolean {
+    const p = this.retry;
+    if (p === null || this.attempts > p.attempts) return false;
+    if (!shouldRetry(p, outcome, this.req.method ?? 'GET')) return false;
+    if (this.body !== null && !this.body.replayable) return false;
+    const cluster = this.cluster;
+    if (cluster !== null && !cluster.budget.tryRetry()) {
+      this.sink.budgetExhausted(this);
+      return false;
+    }
+    return true;
+  }
+
+  /** A response whose status the policy retries: consume its body, then try again. */
+  wantsRetryOnStatus(status: number): boolean {
+    if (this.headersSent || this.done) return false;
+    return this.mayRetry({ kind: 'response', status });
+  }
+
+  scheduleRetry(): void {
+    const p = this.retry as RetryPolicy;
+    this.sink.retried(this);
+    const delay = backoffDelay(this.attempts - 1, p.backoffBase, p.backoffMax);
+    this.backoffTimer = setTimeout(this.onBackoff, delay);
+  }
+
+  private readonly onBackoff = (): void => {
+    this.backoffTimer = null;
+    this.attempt();
+  };
+
+  /** The upstream's response head: forward it to the client. */
+  sendHead(status: number, statusText: string, raw: Buffer[], resume: () => void): void {
+    this.resumeUpstream = resume;
+    this.status = status;
+    this.headersSent = true;
+    const headers = clientResponseHeaders(raw, this.responseOps);
+    const res = this.res;
+    try {
+      res.writeHead(status, statusText === '' ? undefined : statusText, headers);
+      // flush the head with the first body chunk rather than in a packet of its own
+    } catch (err) {
+      // A header value Node refuses to send (invalid characters from the upstream).
+      this.headersSent = false;
+      this.status = 0;
+      this.current?.abort(err as Error);
+      this.fail(proxyError('upstream_protocol_error', (err as Error).message), 'upstream_protocol_error');
+    }
+  }
+
+  /** One body chunk from the upstream; false asks undici to pause until the client drains. */
+  sendData(chunk: Buffer): boolean {
+    this.bytesOut += chunk.length;
+    return this.res.write(chunk);
+  }
+
+  sendEnd(): void {
+    this.clearTimers();
+    this.res.end();
+  }
+
+  /** The upstream failed after the head was sent: the client sees a cut-off, never a full body. */
+  cutOff(): void {
+    this.clearTimers();
+    this.res.destroy();
+  }
+
+  private readonly onClientDrain = (): void => {
+    const r = this.resumeUpstream;
+    if (r !== null) r();
+  };
+
+  private readonly onTimeout = (): void => {
+    this.timer = null;
+    if (this.done) return;
+    const a = this.current;
+    if (this.headersSent) {
+      a?.abort(TIMEOUT_ERROR);
+      this.cutOff();
+      return;
+    }
+    if (this.backoffTimer !== null) {
+      clearTimeout(this.backoffTimer);
+      this.backoffTimer = null;
+    }
+    if (a !== null) {
+      a.timedOut = true;
+      a.abort(TIMEOUT_ERROR);
+    }
+    // an attempt in flight is counted as a timeout when its abort settles it
+    this.fail(proxyError('upstream_timeout'), a !== null ? '' : 'upstream_timeout');
+  };
+
+  private readonly onClientClose = (): void => {
+    if (!this.res.writableFinished) {
+      // the client went away (or we cut it off): stop the upstream too
+      const a = this.current;
+      if (a !== null && !a.settled) {
+        a.clientGone = true;
+        a.abort(CLIENT_GONE);
+      }
+      if (!this.headersSent && this.status === 0) this.status = CLIENT_CLOSED_STATUS;
+    }
+    this.clearTimers();
+    this.finish();
+  };
+
+  private clearTimers(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (this.backoffTimer !== null) {
+      clearTimeout(this.backoffTimer);
+      this.backoffTimer = null;
+    }
+  }
+
+  /** Answers with a proxy-made error (when nothing was sent yet). */
+  fail(err: ProxyError, countAs: string): void {
+    this.clearTimers();
+    if (this.done || this.headersSent) return;
+    this.error = err;
+    if (countAs !== '') this.sink.upstreamError(this, countAs);
+    respondError(this.res, err);
+    this.status = err.status;
+    this.headersSent = true;
+  }
+
+  private finish(): void {
+    if (this.done) return;
+    this.done = true;
+    this.res.off('drain', this.onClientDrain);
+    if (this.status === 0) this.status = this.res.statusCode;
+    this.sink.exchangeDone(this);
+  }
+}
+
+/** One upstream try: an undici dispatch handler (the native, Buffer-based callbacks). */
+export class Attempt implements Dispatcher.DispatchHandler {
+  settled = false;
+  timedOut = false;
+  clientGone = false;
+  private abortFn: ((err?: Error) => void) | null = null;
+  private pendingAbort: Error | null = null;
+  /** consuming a response that will be retried */
+  private discarding = false;
+  private discardStatus = 0;
+
+  constructor(
+    private readonly x: Exchange,
+    readonly endpoint: Endpoint | null,
+  ) {}
+
+  abort(err: Error): void {
+    if (this.abortFn !== null) this.abortFn(err);
+    else this.pendingAbort = err;
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abortFn = abort;
+    if (this.pendingAbort !== null) abort(this.pendingAbort);
+  }
+
+  onHeaders(status: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
+    if (status < 200) return true; // 1xx informational: wait for the final head
+    const x = this.x;
+    if (x.done || this.settled) return false;
+    const outcome: AttemptOutcome = { kind: 'response', status };
+    if (status >= 500 && x.wantsRetryOnStatus(status)) {
+      this.discarding = true;
+      this.discardStatus = status;
+      return true;
+    }
+    x.attemptSettled(this, outcome);
+    x.sendHead(status, statusText, raw, resume);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.discarding) return true;
+    return this.x.sendData(chunk);
+  }
+
+  onComplete(): void {
+    if (this.discarding) {
+      this.x.attemptSettled(this, { kind: 'response', status: this.discardStatus });
+      if (!this.x.done) this.x.scheduleRetry();
+      return;
+    }
+    this.x.sendEnd();
+  }
+
+  onError(err: Error): void {
+    const x = this.x;
+    if (this.clientGone) {
+      x.attemptSettled(this, { kind: 'error', error: 'reset' });
+      return;
+    }
+    if (this.timedOut) {
+      x.attemptSettled(this, { kind: 'error', error: 'timeout' });
+      return;
+    }
+    const kind = classifyError(err);
+    const outcome: AttemptOutcome = { kind: 'error', error: kind };
+    if (x.headersSent && !this.discarding) {
+      x.attemptSettled(this, outcome);
+      x.cutOff();
+      return;
+    }
+    if (this.discarding) {
+      // the retried response broke while being discarded: still retry
+      x.attemptSettled(this, { kind: 'response', status: this.discardStatus });
+      if (!x.done) x.scheduleRetry();
+      return;
+    }
+    x.attemptFailed(this, outcome, proxyError(errorReason(kind), err.message));
+  }
+}
+
+/** Writes a proxy-made response: status, `x-outrigger-error`, `{"error":"REASON"}`. */
+export function respondError(res: ServerResponse, err: ProxyError, close = false): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = errorBody(err.reason);
+  const headers: string[] = [
+    'content-type',
+    'application/json',
+    'content-length',
+    String(body.length),
+    ERROR_HEADER,
+    err.reason,
+  ];
+  if (close) headers.push('connection', 'close');
+  res.writeHead(err.status, headers);
+  res.end(body);
+}
