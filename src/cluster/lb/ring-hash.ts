@@ -30,6 +30,12 @@ export function hash32(s: string): number {
   return h >>> 0;
 }
 
+function sameList<E>(a: readonly E[], b: readonly E[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 export class RingHashBalancer<E extends LbEndpoint> implements LoadBalancer<E> {
   private endpoints: readonly E[] = [];
   /** sorted point hashes */
@@ -102,6 +108,8 @@ export class RingHashBalancer<E extends LbEndpoint> implements LoadBalancer<E> {
   }
 
   update(endpoints: readonly E[]): void {
+    // Rebuilding costs a sort of n × virtualNodes points: skip it when nothing changed.
+    if (this.hashes.length > 0 && sameList(this.endpoints, endpoints)) return;
     const eps = endpoints.slice();
     const vn = this.virtualNodes;
     const size = eps.length * vn;
