@@ -1,0 +1,97 @@
+/**
+ * A cluster's retry budget, Linkerd's (and Finagle's) model: over a sliding 10 s window,
+ * retries may add at most `ratio` of the requests on top, plus a floor of `minPerSecond` retries
+ * per second so that a quiet cluster can still retry. This is what stops a retry storm from
+ * multiplying load on an upstream that is already failing.
+ *
+ * The window is 10 buckets of 1 s kept as two ring buffers with running totals: every call is
+ * O(1) (at most 10 buckets are cleared when time jumps), allocates nothing, and needs no timer.
+ */
+import type { RetryBudgetConfig } from '../config/types.js';
+
+const BUCKETS = 10;
+const BUCKET_MS = 1000;
+/** The window's length in seconds: the floor grants `minPerSecond * WINDOW_SECONDS` retries. */
+export const BUDGET_WINDOW_SECONDS = (BUCKETS * BUCKET_MS) / 1000;
+
+function monotonicNow(): number {
+  return performance.now();
+}
+
+export class RetryBudget {
+  private readonly ratio: number;
+  private readonly reserve: number;
+  private readonly requests = new Float64Array(BUCKETS);
+  private readonly retries = new Float64Array(BUCKETS);
+  private requestTotal = 0;
+  private retryTotal = 0;
+  /** absolute bucket number (time / 1 s) of the newest bucket; NaN before the first call */
+  private head = Number.NaN;
+  private refusedCount = 0;
+
+  /** `now` returns milliseconds from a monotonic clock (injectable for tests). */
+  constructor(
+    cfg: RetryBudgetConfig,
+    private readonly now: () => number = monotonicNow,
+  ) {
+    this.ratio = cfg.ratio;
+    this.reserve = cfg.minPerSecond * BUDGET_WINDOW_SECONDS;
+  }
+
+  /** Retries refused since construction (for logs and metrics). */
+  get refused(): number {
+    return this.refusedCount;
+  }
+
+  /** Retries that `tryRetry` would grant right now (may be fractional; for `/clusters`). */
+  get available(): number {
+    this.advance();
+    return Math.max(0, this.reserve + this.ratio * this.requestTotal - this.retryTotal);
+  }
+
+  /** Counts one original request (call once per client request, not per attempt). */
+  onRequest(): void {
+    const i = this.advance();
+    this.requests[i]! += 1;
+    this.requestTotal += 1;
+  }
+
+  /**
+   * Asks to spend one retry. true: the retry is counted and may be made. false: over budget,
+   * the failure must go back to the client; `refused` is incremented.
+   */
+  tryRetry(): boolean {
+    const i = this.advance();
+    if (this.retryTotal + 1 > this.reserve + this.ratio * this.requestTotal) {
+      this.refusedCount++;
+      return false;
+    }
+    this.retries[i]! += 1;
+    this.retryTotal += 1;
+    return true;
+  }
+
+  /** Moves the window to the current time; returns the index of the current bucket. */
+  private advance(): number {
+    const bucket = Math.floor(this.now() / BUCKET_MS);
+    if (bucket > this.head || this.head !== this.head /* NaN: first call */) {
+      // Clear the buckets that fell out of the window (all of them after a long quiet spell).
+      const steps = this.head !== this.head ? BUCKETS : Math.min(bucket - this.head, BUCKETS);
+      for (let s = 1; s <= steps; s++) {
+        const j = mod(bucket - steps + s);
+        this.requestTotal -= this.requests[j]!;
+        this.retryTotal -= this.retries[j]!;
+        this.requests[j] = 0;
+        this.retries[j] = 0;
+      }
+      this.head = bucket;
+    }
+    // A clock that steps back (only an injected one can) keeps writing the newest bucket.
+    return mod(this.head);
+  }
+}
+
+function mod(n: number): number {
+  const r = n % BUCKETS;
+  return r < 0 ? r + BUCKETS : r;
+}
