@@ -197,6 +197,7 @@ describe('classifyError by code', () => {
     [Object.assign(new Error('x'), { code: 'UND_ERR_DESTROYED' }), 'reset'],
     [Object.assign(new Error('x'), { code: 'UND_ERR_HEADERS_OVERFLOW' }), 'protocol_error'],
     [Object.assign(new Error('x'), { code: 'HPE_INVALID_CHUNK_SIZE' }), 'protocol_error'],
+    [Object.assign(new Error('x'), { code: 'UND_ERR_INVALID_ARG' }), 'protocol_error'],
     [new AggregateError([Object.assign(new Error('x'), { code: 'ECONNREFUSED' })]), 'connect_failure'],
     [new Error('wrapped', { cause: Object.assign(new Error('x'), { code: 'UND_ERR_HEADERS_TIMEOUT' }) }), 'timeout'],
     [new Error('no code at all'), 'reset'],

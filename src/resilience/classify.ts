@@ -96,6 +96,8 @@ const PROTOCOL_CODES: ReadonlySet<string> = new Set([
   'UND_ERR_RES_EXCEEDED_MAX_SIZE',
   'UND_ERR_NOT_SUPPORTED',
   'UND_ERR_RESPONSE',
+  // undici refused to write the request as given (a header it will not send): no retry helps
+  'UND_ERR_INVALID_ARG',
   'ERR_HTTP2_ERROR',
   'ERR_HTTP2_STREAM_ERROR',
   'ERR_HTTP2_PROTOCOL_ERROR',
@@ -161,7 +163,8 @@ function classifyOne(e: ErrorLike): FailureKind | null {
  * - timeout: UND_ERR_HEADERS_TIMEOUT, UND_ERR_BODY_TIMEOUT, {@link UPSTREAM_TIMEOUT_CODE},
  *   a `TimeoutError` from `AbortSignal.timeout()`.
  * - protocol_error: HTTPParserError / HPE_* (llhttp), UND_ERR_RES_CONTENT_LENGTH_MISMATCH,
- *   UND_ERR_HEADERS_OVERFLOW, SocketError('bad response').
+ *   UND_ERR_HEADERS_OVERFLOW, SocketError('bad response'), UND_ERR_INVALID_ARG (undici would not
+ *   send the request as given).
  * - anything unknown: reset (the connection is in an unknown state; a 502 is the honest answer).
  */
 export function classifyError(err: unknown): FailureKind {
