@@ -168,7 +168,7 @@ export class ClusterBreaker {
     if (cb.closed) return this.closedToken;
     if (!cb.pendingClose || cb.isShutdown) return cb.isShutdown ? NOOP_TOKEN : null;
     // Half-open with its slot free: this attempt is the probe. Firing takes the slot.
-    if (!this.fire()) return null;
+    if (!this.fire(true)) return null;
     const t = new ProbeToken(this, this.firedResolve as () => void, this.firedReject as (e: Error) => void);
     this.firedResolve = this.firedReject = null;
     this.probe = t;
@@ -214,7 +214,7 @@ export class ClusterBreaker {
 
   /** One completed attempt, counted by opossum (which may open the circuit a microtask later). */
   private feed(failure: boolean): void {
-    if (!this.fire()) return;
+    if (!this.fire(failure)) return;
     const resolve = this.firedResolve as () => void;
     const reject = this.firedReject as (e: Error) => void;
     this.firedResolve = this.firedReject = null;
@@ -222,12 +222,17 @@ export class ClusterBreaker {
     else resolve();
   }
 
-  /** Fires opossum once; true when its action ran (settle functions are in `fired*`). */
-  private fire(): boolean {
+  /**
+   * Fires opossum once; true when its action ran (settle functions are in `fired*`).
+   * `mayFail`: the call may be rejected, so its promise needs a handler (a success does not:
+   * one promise less per request).
+   */
+  private fire(mayFail: boolean): boolean {
     this.firedResolve = null;
     this.firedReject = null;
-    // The returned promise rejects on failure; the outcome is already known, nothing to do.
-    this.cb.fire().then(undefined, noop);
+    const p = this.cb.fire();
+    // A rejection carries nothing the caller does not already know.
+    if (mayFail) p.then(undefined, noop);
     return this.firedResolve !== null;
   }
 
