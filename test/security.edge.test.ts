@@ -71,6 +71,9 @@ describe('checkRequestHead (unit)', () => {
     ['absolute-form no slashes', ['Host', 'a'], 'GET', 'http:a/x'],
     ['absolute-form percent in authority', ['Host', 'a'], 'GET', 'http://a%2e/x'],
     ['asterisk on GET', ['Host', 'a'], 'GET', '*'],
+    ['Connection names Content-Length', ['Host', 'a', 'Connection', 'close,  CONTENT-LENGTH ']],
+    ['Connection names host', ['Host', 'a', 'connection', 'Host']],
+    ['Upgrade h2c', ['Host', 'a', 'Connection', 'upgrade', 'Upgrade', 'foo, H2C']],
     ['relative target', ['Host', 'a'], 'GET', 'x/y'],
   ];
   for (const [name, raw, method, url, minor] of rejects) {
@@ -94,6 +97,9 @@ describe('checkRequestHead (unit)', () => {
     assert.equal(ok(['Host', 'a', 'Content-Length', '0']).ok, true);
     assert.equal(ok([], 'GET', '/', 0).ok, true, 'HTTP/1.0 without Host');
     assert.equal(ok(['Host', '']).ok, true, 'empty Host is legal (RFC 9112 3.2)');
+    assert.equal(ok(['Host', 'a', 'Connection', 'keep-alive, content-lengthx, x-host']).ok, true);
+    assert.equal(ok(['Host', 'a', 'Connection', 'Upgrade', 'Upgrade', 'websocket']).ok, true);
+    assert.equal(ok(['Host', 'a', 'Connection', ',,']).ok, true);
   });
 
   test('limits: 414 and 431', () => {

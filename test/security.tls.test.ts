@@ -259,6 +259,7 @@ describe('inbound over https with an undici client', () => {
     const opts = inboundServerOptions({ cert: 'x', key: 'y', ca: 'z', requireClientCert: true }, mesh);
     const server = https.createServer(opts, (req, res) => {
       const v = verifyClientSocket(req.socket as tls.TLSSocket);
+      assert.equal(verifyClientSocket(req.socket as tls.TLSSocket), v, 'one verdict per connection');
       res.end(v.ok ? String(v.principal) : `refused:${v.reason}`);
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -80,6 +80,13 @@ export const REQUEST_VECTORS: readonly Vector[] = [
   { name: 'underscore: transfer_encoding beside CL', raw: post('Content-Length: 5\r\ntransfer_encoding: chunked\r\n', 'hello'), expect: 'reject' },
   { name: 'underscore: X_Forwarded_For', raw: get(`${H}X_Forwarded_For: 10.0.0.1\r\n`), expect: 'reject' },
 
+  // ---- hop-by-hop abuse ----
+  { name: 'Connection: content-length (strip the framing downstream)', raw: post('Content-Length: 5\r\nConnection: keep-alive, Content-Length\r\n', 'hello'), expect: 'reject' },
+  { name: 'Connection: transfer-encoding', raw: post('Transfer-Encoding: chunked\r\nConnection: Transfer-Encoding\r\n', '5\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
+  { name: 'Connection: host', raw: get(`${H}Connection: host\r\n`), expect: 'reject' },
+  { name: 'Upgrade: h2c (h2c smuggling)', raw: get(`${H}Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n`), expect: 'reject' },
+  { name: 'ok: Connection: keep-alive, x-custom', raw: get(`${H}Connection: keep-alive, X-Custom\r\nX-Custom: 1\r\n`), expect: 'ok' },
+
   // ---- line endings and folding ----
   { name: 'bare LF line endings', raw: 'GET / HTTP/1.1\nHost: svc\n\n', expect: 'reject' },
   { name: 'bare LF after a header', raw: `GET / HTTP/1.1\r\nHost: svc\nX-A: b\r\n\r\n`, expect: 'reject' },

@@ -19,7 +19,8 @@
  * Host values that are not an authority (`u@svc`, `svc/admin`, port > 65535), absolute-form
  * targets with another scheme than `http`, with userinfo, or disagreeing with Host, `*` on
  * methods other than OPTIONS, `HTTP/2.0` and `HTTP/0.9` request lines (major 2 / 0), and the
- * maxHeaders / maxUrlLength limits. Node tolerates several spaces between request-line parts;
+ * maxHeaders / maxUrlLength limits; also a Connection header naming Content-Length,
+ * Transfer-Encoding or Host, and `Upgrade: h2c`. Node tolerates several spaces between request-line parts;
  * harmless here because the proxy writes its own request line upstream. Paths (`%2F`, `\`,
  * `%00`, bad escapes) are `normalize.ts`'s job.
  *
@@ -82,6 +83,8 @@ const BAD_TE = verdict(400, 'Transfer-Encoding other than exactly "chunked"');
 const CL_AND_TE = verdict(400, 'both Content-Length and Transfer-Encoding');
 const TE_ON_10 = verdict(400, 'Transfer-Encoding on an HTTP/1.0 request');
 const UNDERSCORE = verdict(400, 'header name with "_" that aliases a protected header');
+const CONNECTION_FRAMING = verdict(400, 'Connection header names a framing header');
+const H2C_UPGRADE = verdict(400, 'Upgrade to h2c is not proxied');
 const BAD_SCHEME = verdict(400, 'absolute-form target with an unsupported scheme');
 const BAD_AUTHORITY = verdict(400, 'absolute-form target with an invalid authority');
 const HOST_MISMATCH = verdict(400, 'Host header differs from the absolute-form authority');
@@ -106,13 +109,23 @@ const PROTECTED_NAMES: readonly string[] = [
   'proxy-authorization',
   'x-outrigger-error',
 ];
-// Candidates by name length, so most headers are dismissed by one array read.
-const BY_LENGTH: (readonly string[] | undefined)[] = [];
+// Candidates by name length, so most headers are dismissed by one array read. Filled without
+// holes (a holey array read is slower), and read only below its length.
+let maxLen = 0;
+for (const n of PROTECTED_NAMES) maxLen = Math.max(maxLen, n.length);
+const BY_LENGTH: (readonly string[] | undefined)[] = new Array<readonly string[] | undefined>(maxLen + 1).fill(undefined);
 for (const n of PROTECTED_NAMES) {
   const list = (BY_LENGTH[n.length] as string[] | undefined) ?? [];
   list.push(n);
   BY_LENGTH[n.length] = list;
 }
+
+// `Connection: content-length` asks every hop to drop the framing header while the body stays:
+// a proxy that honours it changes how the next hop frames the message.
+const FRAMING_TOKENS: readonly string[] = ['content-length', 'transfer-encoding', 'host'];
+// `Upgrade: h2c` would turn the connection into an HTTP/2 tunnel to the app, past per-request
+// routing and authorization ("h2c smuggling"); cleartext HTTP/2 upgrades are not proxied.
+const H2C_TOKENS: readonly string[] = ['h2c'];
 
 const NO_MATCH = 0;
 const EXACT = 1;
@@ -135,6 +148,36 @@ function matchName(name: string, target: string): number {
     if (c !== target.charCodeAt(i)) return NO_MATCH;
   }
   return underscore ? VIA_UNDERSCORE : EXACT;
+}
+
+/**
+ * Whether a comma-separated token list (`a, b,c`) holds one of `tokens` (lower-case),
+ * case-insensitively. Scans in place: no split, no allocation.
+ */
+function hasToken(value: string, tokens: readonly string[]): boolean {
+  const n = value.length;
+  let i = 0;
+  while (i < n) {
+    while (i < n && (value.charCodeAt(i) === 0x20 || value.charCodeAt(i) === 0x09 || value.charCodeAt(i) === 0x2c)) i++;
+    let end = i;
+    while (end < n && value.charCodeAt(end) !== 0x2c) end++;
+    let last = end;
+    while (last > i && (value.charCodeAt(last - 1) === 0x20 || value.charCodeAt(last - 1) === 0x09)) last--;
+    const len = last - i;
+    for (let k = 0; k < tokens.length; k++) {
+      const t = tokens[k] as string;
+      if (t.length !== len) continue;
+      let j = 0;
+      for (; j < len; j++) {
+        let c = value.charCodeAt(i + j);
+        if (c >= 0x41 && c <= 0x5a) c |= 0x20;
+        if (c !== t.charCodeAt(j)) break;
+      }
+      if (j === len) return true;
+    }
+    i = end + 1;
+  }
+  return false;
 }
 
 /** `chunked`, case-insensitive, nothing else (Node trims OWS from values). */
@@ -252,6 +295,15 @@ export function checkRequestHead(
       }
       continue;
     }
+    if (len === 10 && matchName(name, 'connection') === EXACT) {
+      if (hasToken(rawHeaders[i + 1] as string, FRAMING_TOKENS)) return CONNECTION_FRAMING;
+      continue;
+    }
+    if (len === 7 && matchName(name, 'upgrade') === EXACT) {
+      if (hasToken(rawHeaders[i + 1] as string, H2C_TOKENS)) return H2C_UPGRADE;
+      continue;
+    }
+    if (len >= BY_LENGTH.length) continue;
     const candidates = BY_LENGTH[len];
     if (candidates === undefined) continue;
     for (let k = 0; k < candidates.length; k++) {

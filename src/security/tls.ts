@@ -175,15 +175,33 @@ export type ClientVerdict =
   | { readonly ok: true; readonly principal: string | null }
   | { readonly ok: false; readonly reason: string };
 
+// One verdict per connection: the peer certificate cannot change once renegotiation is off,
+// and getPeerCertificate() builds a fresh object on every call.
+const verdicts = new WeakMap<tls.TLSSocket, ClientVerdict>();
+
 /**
  * Identify the caller right after the handshake (`secureConnection`, or per request from
- * `req.socket`). With `requireClientCert` the handshake already refused absent and untrusted
- * certificates; here we refuse what OpenSSL accepts but a mesh must not: several URI SANs, a CA
- * certificate as leaf, and (when client certs are optional) a presented certificate that did not
- * verify. A verified certificate without URI SAN, or no certificate when optional, yields
- * `principal: null` (unauthenticated for authorization).
+ * `req.socket`: the verdict is computed once per connection and cached). With
+ * `requireClientCert` the handshake already refused absent and untrusted certificates; here we
+ * refuse what OpenSSL accepts but a mesh must not: several URI SANs, a CA certificate as leaf,
+ * and (when client certs are optional) a presented certificate that did not verify. A verified
+ * certificate without URI SAN, or no certificate when optional, yields `principal: null`
+ * (unauthenticated for authorization).
+ *
+ * Side effect: disables TLS renegotiation on the socket (TLS 1.2 clients could otherwise
+ * renegotiate with another certificate after we identified them). On `ok: false` the caller
+ * should destroy the socket (HTTP: answer 403 forbidden with `connection: close`).
  */
 export function verifyClientSocket(socket: tls.TLSSocket): ClientVerdict {
+  const cached = verdicts.get(socket);
+  if (cached !== undefined) return cached;
+  const v = computeVerdict(socket);
+  socket.disableRenegotiation();
+  verdicts.set(socket, v);
+  return v;
+}
+
+function computeVerdict(socket: tls.TLSSocket): ClientVerdict {
   const cert = socket.getPeerCertificate(false);
   // Node returns {} (or null on a closed socket) when the peer sent no certificate.
   if (cert === null || cert === undefined || Object.keys(cert).length === 0) {
