@@ -226,7 +226,6 @@ export interface ClusterConnectOptions {
   key?: Buffer;
   servername?: string;
   minVersion: tls.SecureVersion;
-  ALPNProtocols: string[];
   rejectUnauthorized: true;
   checkServerIdentity: (host: string, cert: tls.PeerCertificate) => Error | undefined;
 }
@@ -251,6 +250,10 @@ function identityError(msg: string, reason: string): Error {
  * - no `principals`, `serverName` set: the usual hostname check against `serverName` (Node's
  *   `tls.checkServerIdentity`).
  * - neither: the usual hostname check against the host connected to.
+ *
+ * Node skips `checkServerIdentity` on a resumed TLS session; undici keeps its session cache per
+ * connector (so per Pool, i.e. per cluster endpoint set), and a ticket can only be resumed by a
+ * server holding the ticket key of the one that passed the check, so the identity holds.
  */
 export function clusterConnectOptions(t: ClusterTlsConfig, material: TlsMaterial): ClusterConnectOptions {
   const allowed = t.principals === null ? null : new Set(t.principals);
@@ -268,7 +271,6 @@ export function clusterConnectOptions(t: ClusterTlsConfig, material: TlsMaterial
   };
   const o: ClusterConnectOptions = {
     minVersion: 'TLSv1.2',
-    ALPNProtocols: ['http/1.1'],
     rejectUnauthorized: true,
     checkServerIdentity: check,
   };
