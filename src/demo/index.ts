@@ -128,6 +128,7 @@ class Traffic {
   readonly codes = new Map<string, number>();
   sent = 0;
   private n = 0;
+  private stopped = false;
   private timer: NodeJS.Timeout | null = null;
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
@@ -154,10 +155,13 @@ class Traffic {
   }
 
   private count(code: string): void {
+    // Requests cut off by stop() are not part of the picture.
+    if (this.stopped) return;
     this.codes.set(code, (this.codes.get(code) ?? 0) + 1);
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.timer !== null) clearInterval(this.timer);
     this.agent.destroy();
   }
