@@ -1,5 +1,5 @@
 // `npm run demo`: the summary's parsing of the admin API, the demo configs' validity, and a real
-// three-second run against dist/cli.js (skipped only while dist/cli.js is not built).
+// three-second run against dist/cli.js (built by `npm test` before the tests run).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -60,11 +60,8 @@ test('the demo configs are valid', () => {
   }
 });
 
-test('npm run demo -- --duration 3: traffic flows through all sidecars and the summary shows it', async (t) => {
-  if (!existsSync(CLI)) {
-    t.skip('dist/cli.js is not built (npm run build)');
-    return;
-  }
+test('npm run demo -- --duration 3: traffic flows through all sidecars and the summary shows it', async () => {
+  assert.ok(existsSync(CLI), 'dist/cli.js is not built: npm run build (npm test does it first)');
   const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
     execFile(
       process.execPath,

@@ -90,7 +90,7 @@ export function inject(text: string, opts: InjectOptions): string {
 export function injectDetailed(text: string, opts: InjectOptions): InjectResult {
   const lineCounter = new LineCounter();
   // A first full parse only to report syntax errors with their positions.
-  for (const doc of parseAllDocuments(text, { lineCounter })) {
+  for (const doc of parseAllDocuments(text, { lineCounter, prettyErrors: false })) {
     const err = doc.errors[0];
     if (err !== undefined) {
       const pos = lineCounter.linePos(err.pos[0]);
