@@ -59,7 +59,8 @@ require('http').get(process.argv[1], (r) => {
 }).on('error', (e) => console.log(JSON.stringify({ error: e.message })));`;
 
 function sh(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  // A redirect loop must fail the test, not hang it.
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
 }
 
 function inNs(ns: string, args: string[]): string {
@@ -107,7 +108,7 @@ function realProxyUsable(config: string): boolean {
   return r.status === 0;
 }
 
-test('iptables.sh redirects the pod’s traffic through the proxy, except the proxy’s own', async (t) => {
+test('iptables.sh redirects the pod’s traffic through the proxy, except the proxy’s own', { timeout: 90_000 }, async (t) => {
   if (process.getuid?.() !== 0) {
     t.skip('needs root to create network namespaces (run the suite as root, as CI does)');
     return;
