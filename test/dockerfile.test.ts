@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT } from './helpers/paths.js';
-import { IPTABLES_SCRIPT, PROXY_UID } from '../src/inject/sidecar.js';
+import { IPTABLES_SCRIPT, probeScript, PROXY_UID } from '../src/inject/sidecar.js';
 
 interface Instruction {
   readonly op: string;
@@ -82,6 +82,10 @@ test('runtime: UID 1337, tini as PID 1, ports, config path, memory flags, iptabl
   assert.match(env, /NODE_OPTIONS="[^"]*--max-old-space-size=\d+/);
   assert.match(env, /NODE_OPTIONS="[^"]*--max-semi-space-size=\d+/);
   assert.ok(last.some((i) => i.op === 'COPY' && i.args === `docker/iptables.sh ${IPTABLES_SCRIPT}`));
+  // The HEALTHCHECK runs the same probe inject writes into the manifests.
+  const health = last.find((i) => i.op === 'HEALTHCHECK');
+  assert.ok(health);
+  assert.deepEqual(JSON.parse(health.args.slice(health.args.indexOf('CMD ') + 4)), ['node', '-e', probeScript(15000, '/ready')]);
   // Documented in the header: ports and the config path.
   const header = TEXT.slice(0, TEXT.indexOf('ARG'));
   for (const word of ['15000', '15001', '15006', '/etc/outrigger/outrigger.yaml', 'OUTRIGGER_CONFIG', 'subPath']) {
