@@ -5,7 +5,7 @@
  *                        /assetdashboard/slow    -> asset-mgr-ms /assetmgrms/slow (1 s; route timeout 300 ms)
  *                        /assetdashboard/reports -> asset-mgr-ms /assetmgrms/reports (always 500)
  *   asset-consumer       /assetconsumer/*        -> asset-mgr-ms /assetmgrms/assets
- *   asset-mgr-ms         /assetmgrms/assets: 200; replica 2 answers 503 every other request
+ *   asset-mgr-ms         /assetmgrms/assets: 200; replica 2 answers 503 to 4 requests in every 8
  */
 import http from 'node:http';
 import type { Address } from '../config/types.js';
@@ -97,8 +97,9 @@ export async function startAssetMgr(name: string, at: Address, flaky: boolean): 
       res.end(`{"service":"${name}","error":"reports backend down"}`);
       return;
     }
-    // Deterministic flakiness (every other request) keeps the demo's story the same each run.
-    if (flaky && n++ % 2 === 0) {
+    // Deterministic bursts of failures (4 in every 8) keep the demo's story the same each run:
+    // retries hide them, and the runs of consecutive errors get the replica ejected.
+    if (flaky && n++ % 8 < 4) {
       res.writeHead(503, { 'content-type': 'application/json' });
       res.end(`{"service":"${name}","error":"overloaded"}`);
       return;

@@ -20,6 +20,7 @@ import {
   LineCounter,
   Parser,
   parseAllDocuments,
+  Scalar,
   YAMLMap,
   YAMLSeq,
 } from 'yaml';
@@ -271,7 +272,11 @@ function processObject(doc: Document, obj: YAMLMap, state: WalkState): boolean {
     annNode.set('kubectl.kubernetes.io/default-container', appNames[0]);
   }
   annNode.set(ANNOTATION_INJECTED, 'true');
-  annNode.set(ANNOTATION_VERSION, OUTRIGGER_VERSION);
+  // Quoted: a version such as 1.0 would otherwise read back as a number, and annotation values
+  // must be strings.
+  const version = new Scalar(OUTRIGGER_VERSION);
+  version.type = Scalar.QUOTE_DOUBLE;
+  annNode.set(ANNOTATION_VERSION, version);
   state.injected.push(label);
   return true;
 }
