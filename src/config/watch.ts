@@ -74,6 +74,10 @@ interface DirWatch {
 /**
  * Watch `files` and call `onChange` (once per burst of changes) when the content of any of them
  * changes, disappears, or reappears. See the module header for the mechanics.
+ *
+ * The files are hashed synchronously here, as the baseline. Create the watcher *before* the first
+ * load of the config: a write that lands between the two then shows up as a change (one extra
+ * reload) instead of being missed.
  */
 export function watchFiles(
   files: readonly string[],
@@ -120,6 +124,8 @@ class Watcher implements FileWatcher {
   private readonly pollTimer: NodeJS.Timeout;
   /** Tail of the serialised re-check chain: re-checks never overlap, so hashes update in order. */
   private chain: Promise<boolean> = Promise.resolve(false);
+  /** Re-checks queued or running; the poll does not pile more onto a slow filesystem. */
+  private queued = 0;
   private closed = false;
   private readonly onDirEvent = (): void => this.schedule();
 
@@ -139,7 +145,7 @@ class Watcher implements FileWatcher {
     for (let i = 0; i < files.length; i++) {
       const abs = path.resolve(files[i]!);
       if (next.has(abs)) continue;
-      // The caller has just loaded these files: their current content is the baseline.
+      // Content now is the baseline: the caller loads these files around this call.
       next.set(abs, this.hashes.get(abs) ?? hashFileSync(abs));
     }
     this.hashes = next;
@@ -167,7 +173,17 @@ class Watcher implements FileWatcher {
   check(): Promise<boolean> {
     if (this.closed) return Promise.resolve(false);
     // Queue behind any running re-check so this one reads the files as they are *now*.
-    const run = this.chain.then(() => this.recheck());
+    this.queued++;
+    const run = this.chain
+      .then(() => this.recheck())
+      .catch((err: unknown) => {
+        // recheck guards every callback; this only keeps one surprise from poisoning the chain.
+        this.onWarning('config re-check failed', err);
+        return false;
+      })
+      .finally(() => {
+        this.queued--;
+      });
     this.chain = run;
     return run;
   }
@@ -218,7 +234,7 @@ class Watcher implements FileWatcher {
       w.watcher?.close();
       this.dirs.set(dir, this.watchDir(dir));
     }
-    void this.check();
+    if (this.queued === 0) void this.check();
   }
 
   private async recheck(): Promise<boolean> {
