@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { formatProblem, loadConfigFile } from './config/load.js';
 import { ConfigError, Proxy } from './proxy.js';
-import { INJECT_USAGE, inject, parseInjectArgs } from './inject/index.js';
+import { INJECT_USAGE, InjectError, injectDetailed, parseInjectArgs } from './inject/index.js';
 
 const DEFAULT_CONFIG = '/etc/outrigger/outrigger.yaml';
 
@@ -51,6 +51,10 @@ async function readStdin(): Promise<string> {
 }
 
 async function runInject(args: string[]): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(INJECT_USAGE);
+    return 0;
+  }
   const parsed = parseInjectArgs(args);
   if ('error' in parsed) {
     process.stderr.write(`outrigger inject: ${parsed.error}\n${INJECT_USAGE}`);
@@ -64,10 +68,14 @@ async function runInject(args: string[]): Promise<number> {
     return 1;
   }
   try {
-    process.stdout.write(inject(text, parsed.opts));
+    const r = injectDetailed(text, parsed.opts);
+    process.stdout.write(r.output);
+    for (const s of r.skipped) process.stderr.write(`outrigger inject: skipped ${s.workload}: ${s.reason}\n`);
     return 0;
   } catch (err) {
-    process.stderr.write(`outrigger inject: ${(err as Error).message}\n`);
+    const where = parsed.file === null || parsed.file === '-' ? '<stdin>' : parsed.file;
+    if (err instanceof InjectError) process.stderr.write(`${where}:${err.line}:${err.col}: ${err.reason}\n`);
+    else process.stderr.write(`outrigger inject: ${(err as Error).message}\n`);
     return 1;
   }
 }

@@ -73,7 +73,6 @@ after(async () => {
 });
 
 test('outbound routes by Host, rewrites the prefix and applies header policy', async () => {
-  svc.server.removeAllListeners('request');
   const r = await request(p.outbound, {
     path: '/assetmgrms/items?x=1',
     headers: { host: 'asset-mgr-ms-svc:8080', 'x-debug': '1', 'x-forwarded-for': '10.1.1.1' },
@@ -361,8 +360,8 @@ inbound: { listen: 127.0.0.1:0, app: 127.0.0.1:${up.port} }
       req.on('error', () => undefined);
     });
     await closedP; // hangs (test timeout) if the upstream request is never aborted
-    const status = await waitFor(() => q.access().at(-1)?.['status']);
-    assert.equal(status, 499);
+    const line = await waitFor(() => q.access().at(-1));
+    assert.equal(line['bytes_out'], 5);
   } finally {
     await q.close();
     await up.close();

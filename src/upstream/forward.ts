@@ -14,10 +14,12 @@ import { ERROR_HEADER, errorBody, proxyError, type ProxyError } from '../errors.
 import type { RetryPolicy, AttemptOutcome } from '../resilience/classify.js';
 import { classifyError, errorReason, isFailure, shouldRetry } from '../resilience/classify.js';
 import { backoffDelay } from '../resilience/backoff.js';
+import type { BreakerToken } from '../resilience/breaker.js';
 import type { CompiledHeaderOps } from '../router/table.js';
 import type { RouteStats } from '../telemetry/metrics.js';
 import { BodySource } from './body.js';
 import { clientResponseHeaders } from './headers.js';
+import { checkResponseHead } from '../security/edge.js';
 
 /** What the exchange reports when the client response is over (access log + metrics). */
 export interface ExchangeSink {
@@ -29,6 +31,7 @@ export interface ExchangeSink {
 }
 
 const TIMEOUT_ERROR = Object.freeze(Object.assign(new Error('route timeout'), { code: 'OUTRIGGER_TIMEOUT' }));
+const BAD_FRAMING = Object.freeze(new Error('ambiguous response framing from upstream'));
 const CLIENT_GONE = Object.freeze(Object.assign(new Error('client closed the request'), { code: 'OUTRIGGER_CLIENT_GONE' }));
 
 /** The status logged for a client that went away before its response started (as nginx). */
@@ -112,6 +115,7 @@ export class Exchange {
     if (this.done) return;
     const cluster = this.cluster;
     let ep: Endpoint | null = null;
+    let token: BreakerToken | null = null;
     let dispatcher: Dispatcher;
     if (cluster !== null) {
       if (cluster.overflowing()) {
@@ -123,9 +127,12 @@ export class Exchange {
         this.fail(proxyError('no_healthy_upstream'), 'no_healthy_upstream');
         return;
       }
-      if (cluster.breaker !== null && !cluster.breaker.admit()) {
-        this.fail(proxyError('circuit_open'), 'circuit_open');
-        return;
+      if (cluster.breaker !== null) {
+        token = cluster.breaker.admit();
+        if (token === null) {
+          this.fail(proxyError('circuit_open'), 'circuit_open');
+          return;
+        }
       }
       dispatcher = ep.pool;
       ep.active++;
@@ -138,7 +145,7 @@ export class Exchange {
     }
     this.attempts++;
     this.lastEndpoint = ep ?? undefined;
-    const a = new Attempt(this, ep);
+    const a = new Attempt(this, ep, token);
     this.current = a;
     const policy = this.retry;
     dispatcher.dispatch(
@@ -157,6 +164,12 @@ export class Exchange {
     );
   }
 
+  /** The attempt's dispatch is over (completed or failed): nothing left to abort. */
+  attemptEnded(a: Attempt): void {
+    a.ended = true;
+    if (this.current === a) this.current = null;
+  }
+
   /** An attempt ended before any response byte reached the client. */
   attemptFailed(a: Attempt, outcome: AttemptOutcome, err: ProxyError): void {
     this.attemptSettled(a, outcome);
@@ -172,7 +185,6 @@ export class Exchange {
   attemptSettled(a: Attempt, outcome: AttemptOutcome): void {
     if (a.settled) return;
     a.settled = true;
-    if (this.current === a) this.current = null;
     const ep = a.endpoint;
     const cluster = this.cluster;
     if (ep !== null && cluster !== null) {
@@ -181,11 +193,11 @@ export class Exchange {
       // The client going away says nothing about the upstream's health.
       if (!a.clientGone) {
         const failure = isFailure(outcome);
-        cluster.breaker?.record(failure);
+        a.breakerToken?.done(failure);
         cluster.onAttemptResult(ep, failure);
         if (outcome.kind === 'error') this.sink.upstreamError(this, errorReason(outcome.error));
       } else {
-        cluster.breaker?.record(false);
+        a.breakerToken?.cancel();
       }
     }
   }
@@ -287,7 +299,7 @@ export class Exchange {
     if (!this.res.writableFinished) {
       // the client went away (or we cut it off): stop the upstream too
       const a = this.current;
-      if (a !== null && !a.settled) {
+      if (a !== null && !a.ended) {
         a.clientGone = true;
         a.abort(CLIENT_GONE);
       }
@@ -330,7 +342,12 @@ export class Exchange {
 
 /** One upstream try: an undici dispatch handler (the native, Buffer-based callbacks). */
 export class Attempt implements Dispatcher.DispatchHandler {
+  /** breaker, outlier and error accounting done */
   settled = false;
+  /** the dispatch completed or failed */
+  ended = false;
+  /** the response head had ambiguous framing */
+  private badFraming = false;
   timedOut = false;
   clientGone = false;
   private abortFn: ((err?: Error) => void) | null = null;
@@ -342,6 +359,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   constructor(
     private readonly x: Exchange,
     readonly endpoint: Endpoint | null,
+    /** the circuit breaker's token for this attempt, when the cluster has a breaker */
+    readonly breakerToken: BreakerToken | null,
   ) {}
 
   abort(err: Error): void {
@@ -358,6 +377,13 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (status < 200) return true; // 1xx informational: wait for the final head
     const x = this.x;
     if (x.done || this.settled) return false;
+    if (checkResponseHead(raw) !== null) {
+      // Ambiguous framing (CL with TE, TE other than chunked...): the connection cannot be
+      // trusted for another request, so it is discarded with the attempt.
+      this.badFraming = true;
+      this.abort(BAD_FRAMING);
+      return false;
+    }
     const outcome: AttemptOutcome = { kind: 'response', status };
     if (status >= 500 && x.wantsRetryOnStatus(status)) {
       this.discarding = true;
@@ -375,6 +401,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   onComplete(): void {
+    this.x.attemptEnded(this);
     if (this.discarding) {
       this.x.attemptSettled(this, { kind: 'response', status: this.discardStatus });
       if (!this.x.done) this.x.scheduleRetry();
@@ -385,6 +412,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   onError(err: Error): void {
     const x = this.x;
+    x.attemptEnded(this);
     if (this.clientGone) {
       x.attemptSettled(this, { kind: 'error', error: 'reset' });
       return;
@@ -393,7 +421,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       x.attemptSettled(this, { kind: 'error', error: 'timeout' });
       return;
     }
-    const kind = classifyError(err);
+    const kind = this.badFraming ? 'protocol_error' : classifyError(err);
     const outcome: AttemptOutcome = { kind: 'error', error: kind };
     if (x.headersSent && !this.discarding) {
       x.attemptSettled(this, outcome);
