@@ -17,7 +17,7 @@ const REDACT = [
 ];
 
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
-  const dest = destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  const dest = destination ?? pino.destination({ dest: 1, sync: false });
   return pino(
     {
       level,
