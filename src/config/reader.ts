@@ -53,6 +53,7 @@ export const MAX_DURATION_MS = 2 ** 31 - 1;
 const MAX_ALIASES = 100;
 const MAX_SHOWN = 40;
 
+/** `a.b` key paths; the root's path is the empty string. */
 export function joinPath(path: string, key: string): string {
   return path === '' ? key : `${path}.${key}`;
 }
@@ -114,6 +115,7 @@ function show(text: string): string {
   return JSON.stringify(t);
 }
 
+/** Reads one document; collects problems instead of throwing. One instance per parse. */
 export class Reader {
   readonly problems: RawProblem[] = [];
   private aliases = 0;
@@ -152,10 +154,11 @@ export class Reader {
   }
 
   /** A field for a node found at `fallbackAt` (the key, for a value written as nothing). */
-  field(node: unknown, path: string, fallbackAt: number): Field {
+  field(node: unknown, path: string, fallbackAt: number, zeroWidthOk = false): Field {
     // An empty value (`key:`) has a zero-width range just after the colon; point at the key.
+    // An empty list item (`-`) has one just after the dash, which is where it should point.
     const r = (node as Ranged | null)?.range;
-    const at = r && r[1] > r[0] ? r[0] : fallbackAt;
+    const at = r && (r[1] > r[0] || zeroWidthOk) ? r[0] : fallbackAt;
     return { node: this.resolve(node, at), path, at };
   }
 
@@ -185,7 +188,7 @@ export class Reader {
     return null;
   }
 
-  /** Iterates a map's pairs with duplicate detection; `keys` maps a key to its normal form. */
+  /** Iterates a map's pairs with duplicate detection; `normalize` gives a key's normal form. */
   private pairs(
     f: Field,
     normalize: (k: string) => string,
@@ -222,9 +225,11 @@ export class Reader {
 
   /**
    * Reads a map with a fixed set of keys; unknown keys are problems (with a "did you mean" hint).
-   * A null value reads as an empty map. Returns null when the value is not a map.
+   * A null value reads as an empty map when `nullIsEmpty` (a key's value, see the module
+   * comment), else as a problem (an empty list item). Returns null when the value is not a map.
    */
-  map(f: Field, allowed: readonly string[]): MapView | null {
+  map(f: Field, allowed: readonly string[], nullIsEmpty = false): MapView | null {
+    if (!nullIsEmpty && isNullNode(f.node)) return this.expected(f, 'a map') ?? null;
     const fields = new Map<string, Field>();
     const nulls = new Map<string, Field>();
     const ok = this.pairs(
@@ -264,7 +269,7 @@ export class Reader {
   /** A block-valued key: absent → null; written with no value → an empty map. */
   block(m: MapView, key: string, allowed: readonly string[]): MapView | null {
     const f = m.fields.get(key) ?? m.nulls.get(key);
-    return f === undefined ? null : this.map(f, allowed);
+    return f === undefined ? null : this.map(f, allowed, true);
   }
 
   /**
@@ -286,7 +291,7 @@ export class Reader {
     if (!isSeq(f.node)) return this.expected(f, 'a list');
     const items = f.node.items;
     const out: Field[] = new Array(items.length);
-    for (let i = 0; i < items.length; i++) out[i] = this.field(items[i], `${f.path}[${i}]`, f.at);
+    for (let i = 0; i < items.length; i++) out[i] = this.field(items[i], `${f.path}[${i}]`, f.at, true);
     return out;
   }
 
@@ -382,6 +387,11 @@ export class Reader {
     if (!isScalar(n) || typeof n.value !== 'string') return this.expected(f, 'an address (host:port)');
     const s = n.value;
     const a = parseAddress(s);
+    const port = /:([0-9]+)$/.exec(s);
+    if (a === null && port !== null && Number(port[1]) > 65535 && parseAddress(`${s.slice(0, port.index)}:0`) !== null) {
+      this.report(f.at, `${prefix(f.path)}port must be from ${listen ? 0 : 1} to 65535, got ${port[1]}`);
+      return undefined;
+    }
     if (a === null) {
       this.report(f.at, `${prefix(f.path)}invalid address ${show(s)}: use host:port, e.g. 127.0.0.1:8080 or [::1]:8080`);
       return undefined;

@@ -136,8 +136,8 @@ const UNSETTABLE_HEADERS = [
 const SEC = 1000;
 const MIN = 60 * SEC;
 
-/** Defaults of every listener's `limits` block (types.ts `ListenerLimits`). */
-export const DEFAULT_LIMITS: ListenerLimits = {
+/** Defaults of every listener's `limits` block (types.ts `ListenerLimits`). Shared, so frozen. */
+export const DEFAULT_LIMITS: ListenerLimits = Object.freeze({
   maxConnections: 10000,
   headersTimeout: 10 * SEC,
   maxHeaderBytes: 16384,
@@ -145,11 +145,11 @@ export const DEFAULT_LIMITS: ListenerLimits = {
   maxUrlLength: 8192,
   idleTimeout: 5 * MIN,
   keepAliveTimeout: 60 * SEC,
-};
-export const DEFAULT_ADMIN_LISTEN: Address = { host: '127.0.0.1', port: 15000 };
-export const DEFAULT_INBOUND_LISTEN: Address = { host: '0.0.0.0', port: 15006 };
-export const DEFAULT_OUTBOUND_LISTEN: Address = { host: '127.0.0.1', port: 15001 };
-export const DEFAULT_RETRY_ON: readonly (string | number)[] = ['connect-failure', 'reset', 502, 503, 504];
+});
+export const DEFAULT_ADMIN_LISTEN: Address = Object.freeze({ host: '127.0.0.1', port: 15000 });
+export const DEFAULT_INBOUND_LISTEN: Address = Object.freeze({ host: '0.0.0.0', port: 15006 });
+export const DEFAULT_OUTBOUND_LISTEN: Address = Object.freeze({ host: '127.0.0.1', port: 15001 });
+export const DEFAULT_RETRY_ON: readonly (string | number)[] = Object.freeze(['connect-failure', 'reset', 502, 503, 504]);
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // What Node's http module accepts in a header value (lib/_http_common.js checkInvalidHeaderChar).
@@ -218,7 +218,7 @@ class Builder {
   build(rootField: Field): Built {
     const r = this.r;
     let root: MapView | null = null;
-    if (isNullNode(rootField.node) || isMap(rootField.node)) root = r.map(rootField, TOP_KEYS);
+    if (isNullNode(rootField.node) || isMap(rootField.node)) root = r.map(rootField, TOP_KEYS, true);
     else r.report(rootField.at, `expected a map at top level, got ${r.describe(rootField.node)}`);
     const empty: MapView = { path: '', at: 0, fields: new Map(), nulls: new Map() };
     const top = root ?? empty;
@@ -774,7 +774,7 @@ class Builder {
 
   private cluster(name: string, f: Field): ClusterConfig {
     const r = this.r;
-    const read = r.map(f, CLUSTER_KEYS);
+    const read = r.map(f, CLUSTER_KEYS, true);
     const m = read ?? { path: f.path, at: f.at, fields: new Map<string, Field>(), nulls: new Map<string, Field>() };
     let endpoints: Address[] | null = null;
     let dns: ClusterConfig['dns'] = null;
