@@ -116,6 +116,11 @@ export class Cluster {
     for (const ep of endpoints) this.endpointChanged(ep);
   }
 
+  /** The TLS options its pools connect with (tls.connect-compatible), null for plain TCP; tunnels dial with them. */
+  get connectOptions(): ConnectOptions | null {
+    return this.deps.tls;
+  }
+
   /** Starts health checks and DNS refreshes (after the cluster is part of a live snapshot). */
   start(): void {
     this.dns?.start();

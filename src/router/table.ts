@@ -247,6 +247,19 @@ export class RouteTable {
     return false;
   }
 
+  /**
+   * The first route (file order) whose host condition names `host`, path, method and headers
+   * ignored; null when none does. CONNECT carries no path, so this is how a CONNECT is routed.
+   * Routes without a host condition do not count: they would capture every CONNECT.
+   */
+  routeForHost(host: string): CompiledRoute | null {
+    const w = this.wildcards;
+    for (let i = 0; i < w.length; i++) {
+      const r = w[i] as HostRule;
+      if (r.suffixes !== null && hostMatches(r, host)) return r.route;
+    }
+    return null;
+  }
 }
 
 /** A route's host condition: null suffixes = any host; "" suffix = "*". */

@@ -11,11 +11,12 @@ const MAX_ORIGINS = 256;
 
 export class PassthroughPools {
   private readonly pools = new Map<string, Pool>();
-  private readonly lookup: ReturnType<typeof createLookup>;
+  /** The resolver's lookup (also used by upgrade and CONNECT tunnels to unknown hosts). */
+  readonly lookup: ReturnType<typeof createLookup>;
 
   constructor(
     servers: readonly Address[] | null,
-    private readonly connectTimeout = 5_000,
+    readonly connectTimeout = 5_000,
   ) {
     this.lookup = createLookup(servers);
   }
