@@ -118,7 +118,8 @@ async function run(args: string[]): Promise<number> {
   };
   process.on('SIGTERM', () => onStop('SIGTERM'));
   process.on('SIGINT', () => onStop('SIGINT'));
-  process.on('SIGHUP', () => void proxy.reload('SIGHUP'));
+  // The watcher may already have seen the change SIGHUP announces: hangup() never reloads twice.
+  process.on('SIGHUP', () => void proxy.hangup());
   // A bug must not take every connection of the pod down with it: log it loudly and keep serving.
   process.on('uncaughtException', (err) => {
     proxy.log.error({ err }, 'uncaught exception');

@@ -14,7 +14,9 @@ import { watchFiles, type FileWatcher } from './config/watch.js';
 import { Listener, principals, type TlsServerOptions } from './listener/listener.js';
 import type { ListenerContext } from './listener/handler.js';
 import { buildRuntime, type Runtime } from './runtime.js';
-import { inboundServerOptions, readTlsMaterial, verifyClientSocket } from './security/tls.js';
+import type { Cluster } from './cluster/cluster.js';
+import type { PassthroughPools } from './upstream/passthrough.js';
+import { HandshakeFailureLog, inboundServerOptions, readTlsMaterial, verifyClientSocket } from './security/tls.js';
 import { createLogger, flushLogger, type Logger } from './telemetry/log.js';
 import { Metrics } from './telemetry/metrics.js';
 
@@ -42,8 +44,6 @@ export interface BoundAddresses {
   readonly outbound: Address | null;
 }
 
-const TLS_LOG_INTERVAL = 60_000;
-
 export class Proxy implements ListenerContext {
   readonly metrics: Metrics;
   readonly log: Logger;
@@ -56,7 +56,13 @@ export class Proxy implements ListenerContext {
   private bound = false;
   private draining = false;
   private reloadChain: Promise<unknown> = Promise.resolve();
-  private readonly tlsLogged = new Map<string, number>();
+  /** the reload the watcher started last (SIGHUP waits for it instead of reloading twice) */
+  private watchReload: Promise<boolean> = Promise.resolve(false);
+  private drainTimer: NodeJS.Timeout | null = null;
+  /** removed clusters and replaced passthrough pools waiting for their in-flight requests */
+  private readonly retiring = new Set<Cluster | PassthroughPools>();
+  /** inbound handshake refusals: one warning per reason per minute, with the suppressed count */
+  private readonly tlsFailures = new HandshakeFailureLog((obj, msg) => this.log.warn(obj, `inbound ${msg}; logged once a minute per reason`));
   private resolveClosed!: () => void;
   /** settles once a drain (shutdown) or close finished */
   readonly closed: Promise<void> = new Promise((r) => (this.resolveClosed = r));
@@ -83,29 +89,54 @@ export class Proxy implements ListenerContext {
   static async start(opts: ProxyOptions): Promise<Proxy> {
     const metrics = new Metrics(opts.defaultMetrics ?? true);
     const log = opts.logDestination !== undefined ? createLogger(opts.logLevel ?? 'info', opts.logDestination) : createLogger(opts.logLevel ?? 'info');
+    // The watcher exists before the first read, so a write that lands while we load and bind is
+    // seen as a change (one extra reload) instead of being missed until the next edit.
+    let target: Proxy | null = null;
+    let missed = false;
+    const watcher =
+      opts.watch ?? true
+        ? watchFiles(
+            [opts.configFile],
+            () => {
+              if (target === null) missed = true;
+              else target.watchReload = target.reload('file changed');
+            },
+            { onWarning: (message, err) => log.warn({ err: err instanceof Error ? err.message : String(err) }, message) },
+          )
+        : null;
     const loaded = await loadConfigFile(opts.configFile);
     if (!loaded.ok) {
+      watcher?.close();
       metrics.configReloads.labels('failure').inc();
       throw new ConfigError(loaded.problems);
     }
-    const built = await buildRuntime(loaded.config, null, { metrics, log });
+    let built;
+    try {
+      built = await buildRuntime(loaded.config, null, { metrics, log });
+    } catch (err) {
+      watcher?.close();
+      throw err;
+    }
     const p = new Proxy(opts, loaded.config, built.runtime, metrics, log);
     try {
       for (const c of built.created) c.start();
       await p.bindListeners(loaded.config);
       await p.admin.listen();
     } catch (err) {
+      watcher?.close();
       await p.close();
       throw err;
     }
     p.bound = true;
     metrics.configReloads.labels('success').inc();
     metrics.configLastReloadOk.set(1);
-    void built.runtime.ready().then(() => {
-      p.dnsReady = true;
-    });
-    if (opts.watch ?? true) {
-      p.watcher = watchFiles([opts.configFile, ...loaded.files], () => void p.reload('file changed'));
+    p.awaitDns(built.runtime);
+    if (watcher !== null) {
+      // The certificate files are read by now: their content is the baseline.
+      watcher.setFiles([opts.configFile, ...loaded.files]);
+      p.watcher = watcher;
+      target = p;
+      if (missed) p.watchReload = p.reload('file changed during startup');
     }
     const a = p.addresses();
     log.info(
@@ -149,14 +180,10 @@ export class Proxy implements ListenerContext {
     };
   }
 
+  /** Every refused inbound handshake: counted by (bounded) reason, logged rate-limited. Never a plaintext fallback: the socket is gone. */
   private onTlsError = (reason: string, socket: Socket): void => {
     this.metrics.tlsHandshakeErrors.labels(reason).inc();
-    const now = Date.now();
-    const last = this.tlsLogged.get(reason) ?? 0;
-    if (now - last >= TLS_LOG_INTERVAL) {
-      this.tlsLogged.set(reason, now);
-      this.log.warn({ reason, peer: socket.remoteAddress }, 'inbound TLS handshake refused (logged once a minute per reason)');
-    }
+    this.tlsFailures.record(reason, socket.remoteAddress === undefined ? undefined : `${socket.remoteAddress}:${socket.remotePort ?? 0}`);
   };
 
   private async makeListener(direction: 'inbound' | 'outbound', config: Config): Promise<Listener> {
@@ -177,11 +204,34 @@ export class Proxy implements ListenerContext {
     if (config.outbound !== null) this.outbound = await this.makeListener('outbound', config);
   }
 
+  /**
+   * Marks the proxy ready once every DNS cluster of `rt` answered (or failed) once. Readiness
+   * gates the *first* snapshot only: once ready, a reload that adds a DNS cluster must not take
+   * the pod out of its Services while that name resolves.
+   */
+  private awaitDns(rt: Runtime): void {
+    if (this.dnsReady) return;
+    void rt.ready().then(() => {
+      if (this.rt === rt) this.dnsReady = true;
+    });
+  }
+
   /** Re-reads the config; a valid one replaces the snapshot, an invalid one is logged and ignored. */
   reload(reason: string): Promise<boolean> {
     const run = this.reloadChain.then(() => this.doReload(reason));
     this.reloadChain = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * SIGHUP: re-read now. When the watcher finds changed content it has already started a reload
+   * (its `check()` calls onChange), so that one is awaited instead of reloading twice; otherwise
+   * the config is reloaded anyway (an operator's explicit request, e.g. to retry after fixing a
+   * file whose events were missed).
+   */
+  async hangup(): Promise<boolean> {
+    if (this.watcher !== null && (await this.watcher.check())) return this.watchReload;
+    return this.reload('SIGHUP');
   }
 
   private fail(problems: readonly string[]): false {
@@ -193,47 +243,73 @@ export class Proxy implements ListenerContext {
 
   private async doReload(reason: string): Promise<boolean> {
     if (this.draining) return false;
+    // Everything up to the swap is built on the side; the running snapshot is not touched until
+    // the new one is complete (parsed, validated, TLS material read, listeners bound).
     const loaded = await loadConfigFile(this.opts.configFile);
     if (!loaded.ok) return this.fail(loaded.problems.map(formatProblem));
     const next = loaded.config;
     const prev = this.rt;
     const cur = prev.config;
-    if (listenerChanged(cur.admin.listen, next.admin.listen)) {
-      this.log.warn({ from: fmt(cur.admin.listen), to: fmt(next.admin.listen) }, 'admin.listen changed: takes effect on restart');
+    const file = this.opts.configFile;
+    // A listener that needs a new socket on the address it already holds cannot have it before
+    // the old one closes (Node 20 has no SO_REUSEPORT): refuse rather than refuse connections.
+    for (const dir of ['inbound', 'outbound'] as const) {
+      const have = dir === 'inbound' ? this.inbound : this.outbound;
+      const want = next[dir];
+      if (have !== null && want !== null && want.listen.port !== 0 && !listenerChanged(have.address, want.listen) && tlsModeChanged(dir, cur, next)) {
+        return this.fail([`${file}: inbound.tls: turning TLS on or off or changing requireClientCert needs a new socket on ${fmt(want.listen)}, which is in use; restart to apply`]);
+      }
     }
     let built;
     try {
       built = await buildRuntime(next, prev, { metrics: this.metrics, log: this.log });
     } catch (err) {
-      return this.fail([`${this.opts.configFile}: ${(err as Error).message}`]);
+      return this.fail([`${file}: ${(err as Error).message}`]);
     }
-    // Bind every new or moved listener before anything changes, so a port in use fails the
-    // reload as a whole.
+    // Bind every new or moved listener before anything changes (new socket up before the old one
+    // closes), so a port in use fails the reload as a whole.
     const fresh: { dir: 'inbound' | 'outbound'; l: Listener }[] = [];
+    let failure: string | null = null;
     try {
       for (const dir of ['inbound', 'outbound'] as const) {
         const want = next[dir];
         const have = dir === 'inbound' ? this.inbound : this.outbound;
         if (want === null) continue;
         if (have === null || listenerChanged(have.address, want.listen) || tlsModeChanged(dir, cur, next)) {
-          fresh.push({ dir, l: await this.makeListener(dir, next) });
+          try {
+            fresh.push({ dir, l: await this.makeListener(dir, next) });
+          } catch (err) {
+            const from = have === null ? '' : ` (now on ${fmt(have.boundAddress ?? have.address)})`;
+            failure = `${file}: ${dir}.listen: cannot bind ${fmt(want.listen)}${from}: ${(err as Error).message}; keeping the current listener`;
+            throw err;
+          }
         }
       }
     } catch (err) {
       await Promise.all(fresh.map((f) => f.l.drain(0)));
       await Promise.all(built.created.map((c) => c.destroy()));
-      return this.fail([`${this.opts.configFile}: cannot bind listener: ${(err as Error).message}`]);
+      return this.fail([failure ?? `${file}: cannot bind listener: ${(err as Error).message}`]);
+    }
+    if (this.draining) {
+      // A shutdown began while we were building: it drains the listeners it knows; drop ours.
+      await Promise.all(fresh.map((f) => f.l.drain(0)));
+      await Promise.all(built.created.map((c) => c.destroy()));
+      return false;
     }
 
-    // The swap: from here on new requests see the new snapshot.
+    // The swap: from here on new requests see the new snapshot; requests in flight keep the one
+    // they read at their start.
     this.rt = built.runtime;
     for (const c of built.created) c.start();
-    for (const c of built.dropped) void c.retire();
-    if (built.runtime.passthrough !== prev.passthrough) void prev.passthrough.close();
-    this.dnsReady = false;
-    void built.runtime.ready().then(() => {
-      if (this.rt === built.runtime) this.dnsReady = true;
-    });
+    // What the new snapshot no longer uses closes once the requests in flight now (which may still
+    // use it, retries included) have finished, bounded by drain.timeout.
+    const retire: (Cluster | PassthroughPools)[] = [...built.dropped];
+    if (built.runtime.passthrough !== prev.passthrough) retire.push(prev.passthrough);
+    if (retire.length > 0) {
+      const trackers = [this.inbound, this.outbound, ...fresh.map((f) => f.l)];
+      this.retireLater(retire, trackers, next.drain.timeout);
+    }
+    this.awaitDns(built.runtime);
 
     for (const dir of ['inbound', 'outbound'] as const) {
       const old = dir === 'inbound' ? this.inbound : this.outbound;
@@ -242,7 +318,10 @@ export class Proxy implements ListenerContext {
       if (repl !== null) {
         if (dir === 'inbound') this.inbound = repl;
         else this.outbound = repl;
-        if (old !== null) void old.drain(next.drain.timeout);
+        if (old !== null) {
+          this.log.info({ direction: dir, from: fmt(old.boundAddress ?? old.address), to: fmt(repl.boundAddress ?? repl.address) }, 'listener moved; draining the old socket');
+          void old.drain(next.drain.timeout);
+        }
       } else if (want === null && old !== null) {
         if (dir === 'inbound') this.inbound = null;
         else this.outbound = null;
@@ -252,11 +331,35 @@ export class Proxy implements ListenerContext {
         if (dir === 'inbound') await this.rotateInboundTls(old, want as InboundConfig);
       }
     }
-    this.watcher?.setFiles([this.opts.configFile, ...loaded.files]);
+    if (listenerChanged(cur.admin.listen, next.admin.listen)) {
+      this.log.warn({ from: fmt(cur.admin.listen), to: fmt(next.admin.listen) }, 'admin.listen changed: takes effect on restart');
+    }
+    this.watcher?.setFiles([file, ...loaded.files]);
     this.metrics.configReloads.labels('success').inc();
     this.metrics.configLastReloadOk.set(1);
     this.log.info({ reason, hash: loaded.hash, created: built.created.map((c) => c.name), dropped: built.dropped.map((c) => c.name) }, 'config reloaded');
     return true;
+  }
+
+  /** Closes `items` gracefully once the requests in flight on `listeners` now have finished. */
+  private retireLater(items: readonly (Cluster | PassthroughPools)[], listeners: readonly (Listener | null)[], timeout: number): void {
+    for (const it of items) this.retiring.add(it);
+    const barriers: Promise<void>[] = [];
+    for (const l of listeners) if (l !== null) barriers.push(l.tracker.settled());
+    let timer: NodeJS.Timeout | null = null;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeout);
+      timer.unref();
+    });
+    void Promise.race([Promise.all(barriers), deadline]).then(async () => {
+      if (timer !== null) clearTimeout(timer);
+      await Promise.all(
+        items.map(async (it) => {
+          if (!this.retiring.delete(it)) return; // destroyed by close() meanwhile
+          await ('retire' in it ? it.retire() : it.close()).catch(() => undefined);
+        }),
+      );
+    });
   }
 
   /** New certificates for new handshakes; open connections keep the old ones. */
@@ -271,23 +374,38 @@ export class Proxy implements ListenerContext {
   }
 
   /**
-   * Graceful shutdown (SIGTERM, POST /shutdown): `/ready` answers 503 at once, traffic is served
-   * for `drain.delay`, then listeners stop accepting and in-flight requests get up to
-   * `drain.timeout`. Idempotent; `closed` settles when done.
+   * Graceful shutdown (SIGTERM, SIGINT, POST /shutdown), as Istio drains a sidecar:
+   * 1. at once: `/ready` answers 503 and inbound responses carry `Connection: close`, so
+   *    keep-alive callers move to pods that are still ready; everything keeps being served (the
+   *    endpoints controller and every peer's proxy need time to stop sending here);
+   * 2. after `drain.delay`: the inbound listener stops accepting, idle keep-alive sockets close,
+   *    in-flight requests finish with `Connection: close`;
+   * 3. the outbound listener keeps accepting until the inbound requests are done (the app may
+   *    still call out to finish them), then drains the same way;
+   * 4. all of it within `drain.timeout` of step 2; what is left then is cut. `closed` settles.
+   * Idempotent.
    */
   shutdown(reason: string): void {
     if (this.draining) return;
     this.draining = true;
     const { delay, timeout } = this.rt.config.drain;
     this.log.info({ reason, delay_ms: delay, timeout_ms: timeout }, 'draining');
-    setTimeout(() => {
+    this.inbound?.tracker.closeConnectionsAfterResponse();
+    this.drainTimer = setTimeout(() => {
+      this.drainTimer = null;
       void this.finishDrain(timeout);
-    }, delay).unref();
+    }, delay);
   }
 
   private async finishDrain(timeout: number): Promise<void> {
     this.watcher?.close();
-    await Promise.all([this.inbound?.drain(timeout), this.outbound?.drain(timeout)]);
+    // A reload that was already past its draining check finishes first, so the listeners drained
+    // here are the final ones.
+    await this.reloadChain;
+    const end = Date.now() + timeout;
+    this.log.info({ timeout_ms: timeout }, 'drain: listeners closing');
+    await this.inbound?.drain(timeout);
+    await this.outbound?.drain(Math.max(0, end - Date.now()));
     await this.stopRest();
     this.log.info('drained');
     flushLogger(this.log);
@@ -297,14 +415,19 @@ export class Proxy implements ListenerContext {
   private async stopRest(): Promise<void> {
     await this.admin.close();
     const rt = this.rt;
-    await Promise.all(rt.allClusters().map((c) => c.destroy()));
+    const waiting = [...this.retiring];
+    this.retiring.clear();
+    await Promise.all([...rt.allClusters(), ...waiting].map((c) => c.destroy()));
     await rt.passthrough.destroy();
   }
 
-  /** Stops at once (tests, second signal). */
+  /** Stops at once (tests, second signal): in-flight requests are cut. */
   async close(): Promise<void> {
     this.draining = true;
+    if (this.drainTimer !== null) clearTimeout(this.drainTimer);
+    this.drainTimer = null;
     this.watcher?.close();
+    await this.reloadChain;
     await Promise.all([this.inbound?.drain(0), this.outbound?.drain(0)]);
     await this.stopRest();
     this.resolveClosed();

@@ -63,6 +63,10 @@ export class ConnectionTracker {
   private readonly busy = new Map<net.Socket, number>();
   private droppedCount = 0;
   private isDraining = false;
+  /** Responses get `Connection: close` while still accepting (the drain delay, inbound). */
+  private closeAfterResponse = false;
+  /** Barriers of {@link settled}: responses still awaited, and the resolver. */
+  private barriers: { pending: Set<http.ServerResponse>; resolve: () => void }[] = [];
   private drained: Promise<void> | null = null;
   private resolveDrained: (() => void) | null = null;
   private deadline: NodeJS.Timeout | null = null;
@@ -115,6 +119,31 @@ export class ConnectionTracker {
   /** Visit every open client socket. */
   forEach(fn: (socket: net.Socket) => void): void {
     for (const s of this.sockets) fn(s);
+  }
+
+  /**
+   * From now on, every response that has not written its head yet — and every later one — says
+   * `Connection: close`, and its socket closes after it, while the listener keeps accepting. This
+   * is Envoy's graceful drain during `drain.delay`: keep-alive clients are moved off this
+   * instance one response at a time (each reconnects, through the Service, to a pod that is still
+   * ready) instead of all being cut when the listener finally closes. Idle sockets are left alone
+   * here: closing one races with a request the client may be sending on it right now.
+   */
+  closeConnectionsAfterResponse(): void {
+    this.closeAfterResponse = true;
+    for (const res of this.responses) if (!res.headersSent) res.shouldKeepAlive = false;
+  }
+
+  /**
+   * Resolves once every request in flight *now* has finished (its response closed or its socket
+   * went away); requests that start later are not waited for. Hot reload uses it to close a removed
+   * cluster only after the requests that may still use it, under continuous load.
+   */
+  settled(): Promise<void> {
+    if (this.responses.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.barriers.push({ pending: new Set(this.responses), resolve });
+    });
   }
 
   /**
@@ -176,6 +205,7 @@ export class ConnectionTracker {
   /** @internal called by the response 'close' listener. */
   release(res: http.ServerResponse): void {
     if (!this.responses.delete(res)) return;
+    if (this.barriers.length > 0) this.releaseBarriers(res);
     const socket = res.req.socket;
     const n = (this.busy.get(socket) ?? 1) - 1;
     if (n > 0) {
@@ -188,11 +218,23 @@ export class ConnectionTracker {
     if (this.isDraining && !socket.destroyed && !socket.writableEnded) socket.destroySoon();
   }
 
+  private releaseBarriers(res: http.ServerResponse): void {
+    let done = 0;
+    for (let i = 0; i < this.barriers.length; i++) {
+      const b = this.barriers[i]!;
+      if (b.pending.delete(res) && b.pending.size === 0) {
+        b.resolve();
+        done++;
+      }
+    }
+    if (done > 0) this.barriers = this.barriers.filter((b) => b.pending.size > 0);
+  }
+
   private readonly onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     this.responses.add(res);
     const socket = req.socket;
     this.busy.set(socket, (this.busy.get(socket) ?? 0) + 1);
-    if (this.isDraining) res.shouldKeepAlive = false;
+    if (this.isDraining || this.closeAfterResponse) res.shouldKeepAlive = false;
     (res as TrackedResponse)[kTracker] = this;
     res.once('close', onResponseClose);
   };
