@@ -2,7 +2,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { backoffDelay } from '../src/resilience/backoff.js';
-import { RetryBudget, BUDGET_WINDOW_SECONDS } from '../src/resilience/budget.js';
+import { RetryBudget } from '../src/resilience/budget.js';
 
 describe('backoffDelay', () => {
   const justUnderOne = () => 0.999999;
@@ -35,23 +35,55 @@ describe('backoffDelay', () => {
 });
 
 describe('RetryBudget', () => {
-  test('a quiet cluster may still retry minPerSecond × 10 in the window', () => {
+  test('a quiet cluster may still retry minPerSecond in each second, never saved up', () => {
     let now = 0;
-    const b = new RetryBudget({ ratio: 0.2, minPerSecond: 1 }, () => now);
+    const b = new RetryBudget({ ratio: 0.2, minPerSecond: 3 }, () => now);
     let granted = 0;
     while (b.tryRetry()) granted++;
-    assert.equal(granted, 1 * BUDGET_WINDOW_SECONDS);
+    assert.equal(granted, 3);
     assert.equal(b.refused, 1);
-    // ratio adds on top: 5 requests × 0.2 = 1 more
+    // ratio adds on top of the floor: 5 requests × 0.2 = 1 more
     for (let i = 0; i < 5; i++) b.onRequest();
     assert.equal(b.tryRetry(), true);
     assert.equal(b.tryRetry(), false);
     assert.equal(b.refused, 2);
-    // the window slides: 10 s later everything above has expired
-    now += 10_000;
+    // the next second brings the floor back, but only one second's worth
+    now = 1_000;
     granted = 0;
     while (b.tryRetry()) granted++;
-    assert.equal(granted, 10);
+    assert.equal(granted, 3);
+    // a quiet spell does not bank floor retries
+    now = 9_000;
+    granted = 0;
+    while (b.tryRetry()) granted++;
+    assert.equal(granted, 3);
+  });
+
+  test('floor retries are not charged to the ratio', () => {
+    const now = 0;
+    const b = new RetryBudget({ ratio: 0.5, minPerSecond: 2 }, () => now);
+    for (let i = 0; i < 4; i++) b.onRequest();
+    let granted = 0;
+    while (b.tryRetry()) granted++;
+    assert.equal(granted, 2 + 2);
+    assert.equal(b.available, 0);
+  });
+
+  test('a storm shorter than the window stays within (1 + ratio) × requests + minPerSecond × ⌈seconds + 1⌉', () => {
+    let now = 250;
+    const ratio = 0.2;
+    const minPerSecond = 10;
+    const b = new RetryBudget({ ratio, minPerSecond }, () => now);
+    let requests = 0;
+    let attempts = 0;
+    for (; now < 2_250; now += 5) {
+      b.onRequest();
+      requests++;
+      attempts++;
+      for (let r = 0; r < 3 && b.tryRetry(); r++) attempts++;
+    }
+    const bound = (1 + ratio) * requests + minPerSecond * Math.ceil(2 + 1);
+    assert.ok(attempts <= bound, `${attempts} attempts > ${bound}`);
   });
 
   test('ratio only, no floor', () => {
@@ -110,12 +142,13 @@ describe('RetryBudget', () => {
 
   test('a long quiet spell clears the window in one step', () => {
     let now = 0;
-    const b = new RetryBudget({ ratio: 0, minPerSecond: 1 }, () => now);
+    const b = new RetryBudget({ ratio: 1, minPerSecond: 1 }, () => now);
+    for (let i = 0; i < 10; i++) b.onRequest();
     while (b.tryRetry());
     now = 3_600_000;
     let granted = 0;
     while (b.tryRetry()) granted++;
-    assert.equal(granted, 10);
+    assert.equal(granted, 1, 'only this second\'s floor: the old requests are gone');
   });
 
   test('default clock works', () => {

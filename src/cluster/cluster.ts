@@ -3,13 +3,22 @@
  * balancer, and the resilience state that belongs to it (breaker, retry budget, active health
  * checks, outlier detection). A cluster object outlives config snapshots as long as its config
  * does not change, so pools, health, ejections and breaker state survive reloads.
+ *
+ * It also owns the overflow limits, Envoy style. `maxConnectionsPerEndpoint` is the undici Pool's
+ * `connections`: sockets per endpoint are capped there, and with pipelining 1 an attempt beyond
+ * the cap waits in the pool's queue. `maxPending` bounds that waiting: an attempt that would have
+ * to wait while `maxPending` attempts already wait across the cluster is refused at once (503
+ * overflow) instead of joining an unbounded queue. Waiting attempts are counted from the
+ * endpoints' `active` (Σ max(0, active − maxConnectionsPerEndpoint)), which mirrors and tunnels
+ * bump too, so nothing has to keep a second counter in step.
  */
 import { Pool } from 'undici';
 import type { Address, ClusterConfig } from '../config/types.js';
 import type { Logger } from '../telemetry/log.js';
-import type { Metrics } from '../telemetry/metrics.js';
+import type { Direction, Metrics } from '../telemetry/metrics.js';
 import { ClusterBreaker } from '../resilience/breaker.js';
 import { RetryBudget } from '../resilience/budget.js';
+import { DegradedEpisode } from '../resilience/degraded.js';
 import { OutlierDetector } from './health/outlier.js';
 import { HealthChecker } from './health/active.js';
 import { DnsDiscovery } from './dns.js';
@@ -32,6 +41,19 @@ export interface ClusterDeps {
 
 const BREAKER_GAUGE = { closed: 0, 'half-open': 1, open: 2 } as const;
 
+/**
+ * How long a retired cluster waits for its requests in flight (retries and backoffs included)
+ * before it closes its pools. Closing is graceful anyway (undici lets running requests finish);
+ * the wait keeps the pools open for retries of requests that started on the old config.
+ */
+export const RETIRE_GRACE_MS = 30_000;
+
+/**
+ * Which cluster object owns a cluster name's metric series. A changed cluster is rebuilt under
+ * the same name before the old one retires: the old one must not remove the new one's series.
+ */
+const seriesOwners = new WeakMap<Metrics, Map<string, Cluster>>();
+
 export class Cluster {
   readonly name: string;
   endpoints: Endpoint[] = [];
@@ -41,10 +63,21 @@ export class Cluster {
   private readonly outlier: OutlierDetector | null;
   private readonly health: HealthChecker | null;
   private readonly dns: DnsDiscovery | null;
-  /** requests in flight across all endpoints */
+  /**
+   * Requests in flight on this cluster (client requests from their first attempt to their end,
+   * backoffs included; mirrors and tunnels count too). `retire()` waits for it to reach 0.
+   */
   active = 0;
+  private readonly maxConnections: number;
   private readonly pendingLimit: number;
   private retired = false;
+  private onIdle: (() => void) | null = null;
+  private readonly overflowEpisode: DegradedEpisode;
+  private readonly budgetEpisode: DegradedEpisode;
+  private overflowCount = 0;
+  private readonly overflowCounters: [{ inc(): void } | null, { inc(): void } | null] = [null, null];
+  /** the breaker opened and has not closed since (half-open probes included) */
+  private breakerDegraded = false;
   /** settles once the first DNS answer (or failure) is in; immediately for static clusters */
   readonly ready: Promise<void>;
   readonly hashHeader: string | null;
@@ -60,8 +93,21 @@ export class Cluster {
     const endpoints = (config.endpoints ?? []).map((a) => this.makeEndpoint(a));
     this.endpoints = endpoints;
     this.lb = createLoadBalancer<Endpoint>(config.loadBalancer, endpoints);
+    this.maxConnections = config.maxConnectionsPerEndpoint;
     this.pendingLimit = config.maxPending;
     this.budget = new RetryBudget(config.retryBudget);
+    let owners = seriesOwners.get(m);
+    if (owners === undefined) seriesOwners.set(m, (owners = new Map()));
+    owners.set(this.name, this);
+
+    this.overflowEpisode = new DegradedEpisode(
+      () => deps.log.warn({ cluster: this.name, maxPending: this.pendingLimit }, 'cluster overflowing: requests refused with 503 overflow'),
+      (n) => deps.log.warn({ cluster: this.name, refused: n }, 'cluster no longer overflowing'),
+    );
+    this.budgetEpisode = new DegradedEpisode(
+      () => deps.log.warn({ cluster: this.name, ...config.retryBudget }, 'retry budget exhausted: retries refused'),
+      (n) => deps.log.warn({ cluster: this.name, refused: n }, 'retry budget no longer exhausted'),
+    );
 
     const breakerGauge = m.breakerState.labels(this.name);
     breakerGauge.set(0);
@@ -69,10 +115,19 @@ export class Cluster {
       config.circuitBreaker === null
         ? null
         : new ClusterBreaker(this.name, config.circuitBreaker, (s) => {
+            if (this.retired) return;
             breakerGauge.set(BREAKER_GAUGE[s]);
-            if (s === 'open') deps.log.warn({ cluster: this.name }, 'circuit breaker opened');
-            else if (s === 'closed') deps.log.warn({ cluster: this.name }, 'circuit breaker closed');
-            else deps.log.info({ cluster: this.name }, 'circuit breaker half-open');
+            // One warning when the outage starts and one when it ends; the probe cycles in
+            // between (half-open, open again) are info.
+            if (s === 'open' && !this.breakerDegraded) {
+              this.breakerDegraded = true;
+              deps.log.warn({ cluster: this.name }, 'circuit breaker opened: requests fail with 503 circuit_open');
+            } else if (s === 'closed' && this.breakerDegraded) {
+              this.breakerDegraded = false;
+              deps.log.warn({ cluster: this.name }, 'circuit breaker closed');
+            } else {
+              deps.log.info({ cluster: this.name, state: s }, 'circuit breaker ' + s);
+            }
           });
 
     const ejections = m.ejections.labels(this.name);
@@ -166,7 +221,7 @@ export class Cluster {
     this.lb.update(next);
     for (const ep of next) this.endpointChanged(ep);
     for (const ep of old.values()) {
-      this.deps.metrics.endpointHealthy.remove(this.name, ep.key);
+      if (this.ownsSeries()) this.deps.metrics.endpointHealthy.remove(this.name, ep.key);
       // close() lets requests in flight finish before the sockets go
       void ep.pool.close().catch(() => undefined);
     }
@@ -186,9 +241,60 @@ export class Cluster {
     }
   }
 
-  /** True when a new request would queue past `maxPending`. */
+  /** Attempts waiting for a connection in the endpoints' pools (beyond their socket cap). */
+  queued(): number {
+    const max = this.maxConnections;
+    const eps = this.endpoints;
+    let q = 0;
+    for (let i = 0; i < eps.length; i++) {
+      const a = eps[i]!.active;
+      if (a > max) q += a - max;
+    }
+    return q;
+  }
+
+  /**
+   * Whether an attempt on `ep` may start: it gets a connection of its own, or the cluster's
+   * queue has room. The common case (a free connection) reads one field.
+   */
+  admits(ep: Endpoint): boolean {
+    return ep.active < this.maxConnections || this.queued() < this.pendingLimit;
+  }
+
+  /** True when the queue is full (for callers that check before picking an endpoint). */
   overflowing(): boolean {
-    return this.active >= this.endpoints.length * this.config.maxConnectionsPerEndpoint + this.pendingLimit;
+    return this.queued() >= this.pendingLimit;
+  }
+
+  /** An attempt was refused by `maxPending`: counted, and logged once per episode. */
+  overflowed(direction: Direction): void {
+    this.overflowCount++;
+    const slot = direction === 'inbound' ? 0 : 1;
+    let c = this.overflowCounters[slot];
+    if (c === null) c = this.overflowCounters[slot] = this.deps.metrics.overflows.labels(direction, 'maxPending');
+    c.inc();
+    this.overflowEpisode.hit();
+  }
+
+  /** Asks the retry budget for one retry; a refusal is counted and logged once per episode. */
+  tryRetry(): boolean {
+    if (this.budget.tryRetry()) return true;
+    this.budgetEpisode.hit();
+    return false;
+  }
+
+  /** A client request starts using this cluster (before its first attempt). */
+  requestStarted(): void {
+    this.active++;
+  }
+
+  /** A client request that `requestStarted` is over (its response finished or was cut). */
+  requestEnded(): void {
+    if (--this.active <= 0 && this.onIdle !== null) {
+      const f = this.onIdle;
+      this.onIdle = null;
+      f();
+    }
   }
 
   pick(hashKey: string | undefined, avoid: Endpoint | undefined): Endpoint | null {
@@ -207,29 +313,60 @@ export class Cluster {
     return !clusterChanged(this.config, cfg) && tlsFingerprint === this.deps.tlsFingerprint;
   }
 
-  /** Removed from the config: stop checks now, close pools once in-flight requests finished. */
-  async retire(): Promise<void> {
+  /**
+   * Removed from the config: stops checks and DNS now, keeps the pools for the requests in
+   * flight (their retries included) until `active` reaches 0 or `graceMs` passed, then closes
+   * them gracefully (running requests still finish).
+   */
+  async retire(graceMs: number = RETIRE_GRACE_MS): Promise<void> {
+    if (this.retired) return;
+    this.stopAll();
+    if (this.active > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          this.onIdle = null;
+          resolve();
+        }, graceMs);
+        t.unref();
+        this.onIdle = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+    await Promise.all(this.endpoints.map((ep) => ep.pool.close().catch(() => undefined)));
+  }
+
+  /** Closes at once (process exit, or a snapshot that never went live). */
+  async destroy(): Promise<void> {
+    this.stopAll();
+    const idle = this.onIdle;
+    this.onIdle = null;
+    idle?.();
+    await Promise.all(this.endpoints.map((ep) => ep.pool.destroy().catch(() => undefined)));
+  }
+
+  private ownsSeries(): boolean {
+    return seriesOwners.get(this.deps.metrics)?.get(this.name) === this;
+  }
+
+  private stopAll(): void {
     if (this.retired) return;
     this.retired = true;
     this.dns?.stop();
     this.health?.stop();
     this.outlier?.stop();
     this.breaker?.shutdown();
-    for (const ep of this.endpoints) this.deps.metrics.endpointHealthy.remove(this.name, ep.key);
-    this.deps.metrics.breakerState.remove(this.name);
-    await Promise.all(this.endpoints.map((ep) => ep.pool.close().catch(() => undefined)));
+    this.overflowEpisode.stop();
+    this.budgetEpisode.stop();
+    if (this.ownsSeries()) {
+      seriesOwners.get(this.deps.metrics)?.delete(this.name);
+      for (const ep of this.endpoints) this.deps.metrics.endpointHealthy.remove(this.name, ep.key);
+      this.deps.metrics.breakerState.remove(this.name);
+    }
   }
 
-  /** Closes at once (process exit). */
-  async destroy(): Promise<void> {
-    this.retired = true;
-    this.dns?.stop();
-    this.health?.stop();
-    this.outlier?.stop();
-    this.breaker?.shutdown();
-    await Promise.all(this.endpoints.map((ep) => ep.pool.destroy().catch(() => undefined)));
-  }
-
+  /** State for `GET /clusters` (JSON-serialisable). */
   describe(): Record<string, unknown> {
     return {
       name: this.name,
@@ -237,7 +374,18 @@ export class Cluster {
       loadBalancer: this.lb.describe(),
       circuitBreaker: this.breaker === null ? 'disabled' : this.breaker.state,
       activeRequests: this.active,
-      retryBudget: { ratio: this.config.retryBudget.ratio, minPerSecond: this.config.retryBudget.minPerSecond, refused: this.budget.refused },
+      limits: {
+        maxConnectionsPerEndpoint: this.maxConnections,
+        maxPending: this.pendingLimit,
+        queued: this.queued(),
+        overflows: this.overflowCount,
+      },
+      retryBudget: {
+        ratio: this.config.retryBudget.ratio,
+        minPerSecond: this.config.retryBudget.minPerSecond,
+        available: Math.floor(this.budget.available),
+        refused: this.budget.refused,
+      },
       endpoints: this.endpoints.map((ep) => ({
         address: ep.key,
         healthy: ep.healthy,

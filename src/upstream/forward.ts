@@ -4,6 +4,19 @@
  * dispatch handlers written straight to the client response: `onData` returns the client
  * socket's back-pressure to undici, which stops reading the upstream socket until `drain`.
  * Expected failures end as `ProxyError` values answered by `respondError`; nothing here throws.
+ *
+ * Retry rules enforced here (CONTRACT.md "Retries"): the route's policy decides which outcomes
+ * are worth another try (`shouldRetry`), and a retry is made only while no response byte reached
+ * the client, the body is still replayable (64 KiB, body.ts), attempts are left and the cluster's
+ * budget grants it. A retry avoids the endpoint that just failed. The route timeout is one timer
+ * for the whole exchange, never restarted by a retry; `perTryTimeout` bounds each try's wait for
+ * its response head (undici `headersTimeout`, classified as a timeout).
+ *
+ * Accounting: `cluster.active` counts the exchange from start to finish (so a retired cluster
+ * keeps its pools for our retries); `ep.active` counts the attempt from dispatch until undici
+ * is done with it (the body streamed or the attempt failed), which is what least-request and the
+ * overflow limits need. Breaker and outlier detection hear each attempt's outcome once, at the
+ * response head (a failure in mid-body is still reported to outlier detection).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -33,6 +46,10 @@ export interface ExchangeSink {
 const TIMEOUT_ERROR = Object.freeze(Object.assign(new Error('route timeout'), { code: 'OUTRIGGER_TIMEOUT' }));
 const BAD_FRAMING = Object.freeze(new Error('ambiguous response framing from upstream'));
 const CLIENT_GONE = Object.freeze(Object.assign(new Error('client closed the request'), { code: 'OUTRIGGER_CLIENT_GONE' }));
+const DISCARD_TOO_BIG = Object.freeze(new Error('retried response body too large to drain'));
+
+/** A retried response's body is drained (keeping its connection) up to this, else cut. */
+const DISCARD_LIMIT = 64 * 1024;
 
 /** The status logged for a client that went away before its response started (as nginx). */
 export const CLIENT_CLOSED_STATUS = 499;
@@ -74,6 +91,8 @@ export class Exchange {
   private timer: NodeJS.Timeout | null = null;
   private backoffTimer: NodeJS.Timeout | null = null;
   private resumeUpstream: (() => void) | null = null;
+  /** the exchange is counted in `cluster.active` */
+  private counted = false;
 
   constructor(
     readonly req: IncomingMessage,
@@ -103,6 +122,10 @@ export class Exchange {
 
   /** Starts forwarding; the route, cluster (or passthrough) and headers are set. */
   start(): void {
+    if (this.cluster !== null) {
+      this.cluster.requestStarted();
+      this.counted = true;
+    }
     if (this.hasBody()) this.body = new BodySource(this.req);
     if (this.timeout > 0) {
       this.timer = setTimeout(this.onTimeout, this.timeout);
@@ -110,23 +133,26 @@ export class Exchange {
     this.attempt();
   }
 
-  /** Attempts `mirror`-style: no retries, no client; used by the mirror path. */
+  /** One upstream try: pick, admit (overflow, breaker), dispatch. */
   private attempt(): void {
-    if (this.done) return;
+    // A retry whose exchange was answered meanwhile (route timeout, client gone) is not made.
+    if (this.done || this.headersSent) return;
     const cluster = this.cluster;
     let ep: Endpoint | null = null;
     let token: BreakerToken | null = null;
     let dispatcher: Dispatcher;
     if (cluster !== null) {
-      if (cluster.overflowing()) {
-        this.fail(proxyError('overflow', 'cluster maxPending'), 'overflow');
-        return;
-      }
       ep = cluster.pick(this.hashKey, this.lastEndpoint);
       if (ep === null) {
         this.fail(proxyError('no_healthy_upstream'), 'no_healthy_upstream');
         return;
       }
+      if (!cluster.admits(ep)) {
+        cluster.overflowed(this.stats === null ? 'outbound' : this.stats.direction);
+        this.fail(proxyError('overflow', 'cluster maxPending'), 'overflow');
+        return;
+      }
+      // Last: in half-open, admitting takes the single probe slot.
       if (cluster.breaker !== null) {
         token = cluster.breaker.admit();
         if (token === null) {
@@ -136,7 +162,6 @@ export class Exchange {
       }
       dispatcher = ep.pool;
       ep.active++;
-      cluster.active++;
       this.upstream = ep.key;
       if (this.attempts === 0) cluster.budget.onRequest();
     } else {
@@ -166,8 +191,11 @@ export class Exchange {
 
   /** The attempt's dispatch is over (completed or failed): nothing left to abort. */
   attemptEnded(a: Attempt): void {
+    if (a.ended) return;
     a.ended = true;
     if (this.current === a) this.current = null;
+    const ep = a.endpoint;
+    if (ep !== null) ep.active--;
   }
 
   /** An attempt ended before any response byte reached the client. */
@@ -188,8 +216,6 @@ export class Exchange {
     const ep = a.endpoint;
     const cluster = this.cluster;
     if (ep !== null && cluster !== null) {
-      ep.active--;
-      cluster.active--;
       // The client going away says nothing about the upstream's health.
       if (!a.clientGone) {
         const failure = isFailure(outcome);
@@ -208,20 +234,37 @@ export class Exchange {
     if (!shouldRetry(p, outcome, this.req.method ?? 'GET')) return false;
     if (this.body !== null && !this.body.replayable) return false;
     const cluster = this.cluster;
-    if (cluster !== null && !cluster.budget.tryRetry()) {
+    if (cluster !== null && !cluster.tryRetry()) {
       this.sink.budgetExhausted(this);
       return false;
     }
     return true;
   }
 
-  /** A response whose status the policy retries: consume its body, then try again. */
+  /**
+   * The upstream broke after its head was forwarded (a reset or cut mid-body): the client gets a
+   * cut-off. Breaker and error counts had their say at the head; the error is counted here and
+   * outlier detection hears of the failure.
+   */
+  attemptBrokeAfterHead(a: Attempt, reason: string): void {
+    // A proxy-made answer is already on its way (a head Node refused to send): leave it be.
+    if (this.error !== null) return;
+    const ep = a.endpoint;
+    if (!a.clientGone) {
+      this.sink.upstreamError(this, reason);
+      if (ep !== null && this.cluster !== null) this.cluster.onAttemptResult(ep, true);
+    }
+    this.cutOff();
+  }
+
+  /** A response whose status the policy retries: drain its body, then try again. */
   wantsRetryOnStatus(status: number): boolean {
     if (this.headersSent || this.done) return false;
     return this.mayRetry({ kind: 'response', status });
   }
 
   scheduleRetry(): void {
+    if (this.done || this.headersSent) return;
     const p = this.retry as RetryPolicy;
     this.sink.retried(this);
     const delay = backoffDelay(this.attempts - 1, p.backoffBase, p.backoffMax);
@@ -335,6 +378,10 @@ export class Exchange {
     if (this.done) return;
     this.done = true;
     this.res.off('drain', this.onClientDrain);
+    if (this.counted) {
+      this.counted = false;
+      (this.cluster as Cluster).requestEnded();
+    }
     if (this.status === 0) this.status = this.res.statusCode;
     this.sink.exchangeDone(this);
   }
@@ -355,6 +402,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   /** consuming a response that will be retried */
   private discarding = false;
   private discardStatus = 0;
+  private discarded = 0;
 
   constructor(
     private readonly x: Exchange,
@@ -385,7 +433,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
       return false;
     }
     const outcome: AttemptOutcome = { kind: 'response', status };
-    if (status >= 500 && x.wantsRetryOnStatus(status)) {
+    // Retry conditions name 5xx classes or listed codes, which the schema keeps within 400-599.
+    if (status >= 400 && x.wantsRetryOnStatus(status)) {
       this.discarding = true;
       this.discardStatus = status;
       return true;
@@ -396,7 +445,12 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   onData(chunk: Buffer): boolean {
-    if (this.discarding) return true;
+    if (this.discarding) {
+      // Draining keeps the connection; a big error page is not worth it.
+      this.discarded += chunk.length;
+      if (this.discarded > DISCARD_LIMIT) this.abort(DISCARD_TOO_BIG);
+      return true;
+    }
     return this.x.sendData(chunk);
   }
 
@@ -404,7 +458,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.x.attemptEnded(this);
     if (this.discarding) {
       this.x.attemptSettled(this, { kind: 'response', status: this.discardStatus });
-      if (!this.x.done) this.x.scheduleRetry();
+      this.x.scheduleRetry();
       return;
     }
     this.x.sendEnd();
@@ -421,19 +475,19 @@ export class Attempt implements Dispatcher.DispatchHandler {
       x.attemptSettled(this, { kind: 'error', error: 'timeout' });
       return;
     }
-    const kind = this.badFraming ? 'protocol_error' : classifyError(err);
-    const outcome: AttemptOutcome = { kind: 'error', error: kind };
-    if (x.headersSent && !this.discarding) {
-      x.attemptSettled(this, outcome);
-      x.cutOff();
-      return;
-    }
     if (this.discarding) {
-      // the retried response broke while being discarded: still retry
+      // the retried response broke while being drained: still retry
       x.attemptSettled(this, { kind: 'response', status: this.discardStatus });
-      if (!x.done) x.scheduleRetry();
+      x.scheduleRetry();
       return;
     }
+    const kind = this.badFraming ? 'protocol_error' : err === TIMEOUT_ERROR ? 'timeout' : classifyError(err);
+    if (this.settled) {
+      // the head was forwarded already
+      x.attemptBrokeAfterHead(this, errorReason(kind));
+      return;
+    }
+    const outcome: AttemptOutcome = { kind: 'error', error: kind };
     x.attemptFailed(this, outcome, proxyError(errorReason(kind), err.message));
   }
 }
