@@ -417,6 +417,8 @@ export interface PacedResult {
   readonly ok: number;
   readonly non2xx: number;
   readonly errors: number;
+  /** requests never sent: the run stopped early because the target fell 0.5 s behind */
+  readonly unsent: number;
 }
 
 /**
@@ -483,7 +485,12 @@ export async function runPaced(o: {
   const start = performance.now();
   const end = start + o.durationS * 1000;
   const total = Math.floor(o.durationS * o.rps);
+  // A target that cannot keep up would otherwise queue the rest of the run and drain for
+  // seconds: stop once half a second of requests waits for a connection (bounded run time).
+  const maxBacklog = Math.max(100, Math.floor(o.rps / 2));
   let sent = 0;
+  let stoppedEarly = false;
+  let stoppedAt = 0;
   await new Promise<void>((resolve) => {
     const tick = (): void => {
       const now = performance.now();
@@ -491,6 +498,12 @@ export async function runPaced(o: {
       while (sent < due) {
         issue();
         sent++;
+      }
+      if (waiting.length > maxBacklog) {
+        stoppedEarly = true;
+        stoppedAt = now;
+        resolve();
+        return;
       }
       if (now >= end) {
         resolve();
@@ -500,12 +513,16 @@ export async function runPaced(o: {
     };
     tick();
   });
-  const drainDeadline = Date.now() + 5000;
+  const unsent = total - sent + waiting.length;
+  inflight -= waiting.length;
+  waiting.length = 0;
+  const drainDeadline = Date.now() + 2000;
   while (inflight > 0 && Date.now() < drainDeadline) await sleep(10);
-  errors += waiting.length;
+  errors += inflight;
   for (let i = 0; i < all.length; i++) all[i]?.socket.destroy();
-  // achieved rate over the time until the last answer: a target that falls behind shows it here
-  const elapsed = (Math.max(lastDone, end) - start) / 1000;
+  // achieved rate over the scheduled duration (or the time until the last answer, if later):
+  // a target that falls behind or was stopped early shows it here
+  const elapsed = (Math.max(lastDone, stoppedEarly ? stoppedAt : end) - start) / 1000;
   latencies.sort((a, b) => a - b);
   return {
     targetRps: o.rps,
@@ -516,6 +533,7 @@ export async function runPaced(o: {
     ok,
     non2xx,
     errors,
+    unsent,
   };
 }
 
@@ -587,26 +605,44 @@ class PacedConn {
   }
 }
 
-/** One streamed GET of `bytes`; returns MB/s (10^6 bytes per second) and the bytes received. */
+/**
+ * One streamed GET of `bytes` over a raw socket that only counts bytes after the response head
+ * (an HTTP client's per-chunk parsing would make the load core, shared with the upstream, the
+ * bottleneck). Returns MB/s (10^6 bytes per second) and the body bytes received.
+ */
 export function downloadOnce(o: { port: number; host: string; bytes: number; timeoutMs: number }): Promise<{ mbps: number; bytes: number; status: number }> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const req = http.request(
-      { host: '127.0.0.1', port: o.port, path: `/download?bytes=${o.bytes}`, headers: { host: o.host }, agent: false },
-      (res) => {
-        let received = 0;
-        res.on('data', (chunk: Buffer) => { received += chunk.length; });
-        res.on('end', () => {
-          clearTimeout(timer);
-          const s = (performance.now() - t0) / 1000;
-          resolve({ mbps: received / 1e6 / s, bytes: received, status: res.statusCode ?? 0 });
-        });
-        res.on('error', reject);
-      },
-    );
-    const timer = setTimeout(() => req.destroy(new Error(`download timed out after ${o.timeoutMs} ms`)), o.timeoutMs);
-    req.on('error', (err) => { clearTimeout(timer); reject(err); });
-    req.end();
+    const s = net.connect(o.port, '127.0.0.1');
+    let head = '';
+    let status = 0;
+    let expected = -1;
+    let received = 0;
+    const timer = setTimeout(() => s.destroy(new Error(`download timed out after ${o.timeoutMs} ms`)), o.timeoutMs);
+    const finish = (): void => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve({ mbps: received / 1e6 / ((performance.now() - t0) / 1000), bytes: received, status });
+    };
+    s.once('connect', () => s.write(`GET /download?bytes=${o.bytes} HTTP/1.1\r\nHost: ${o.host}\r\nConnection: close\r\n\r\n`));
+    s.on('data', (chunk: Buffer) => {
+      if (expected === -1) {
+        head += chunk.toString('latin1');
+        const i = head.indexOf('\r\n\r\n');
+        if (i === -1) return;
+        status = Number(head.slice(9, 12));
+        const cl = /\r\ncontent-length:\s*(\d+)/i.exec(head.slice(0, i));
+        // chunked framing would be counted as body here; every target answers with Content-Length
+        expected = cl !== null ? Number(cl[1]) : Number.MAX_SAFE_INTEGER;
+        received = Buffer.byteLength(head, 'latin1') - (i + 4);
+        head = '';
+      } else {
+        received += chunk.length;
+      }
+      if (received >= expected) finish();
+    });
+    s.once('end', finish);
+    s.once('error', (err) => { clearTimeout(timer); reject(err); });
   });
 }
 

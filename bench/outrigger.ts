@@ -3,7 +3,7 @@
  * `node dist/cli.js run --config FILE` as a pinned child with the access log (stdout) sent to a
  * file, waiting for `GET /ready` on the admin listener. Also reads its Prometheus counters.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CLI } from '../test/helpers/paths.js';
 import { freePort, httpGet, spawnChild, waitForHttp } from './harness.js';
@@ -123,7 +123,10 @@ export async function startOutrigger(dir: string, upstreamPort: number, opts: {
 } = {}): Promise<RunningOutrigger> {
   const port = await freePort();
   const adminPort = await freePort();
-  const configFile = path.join(dir, 'outrigger.yaml');
+  // The config gets its own folder: outrigger watches the config's directory, and a busy access
+  // log next to it would wake the watcher on every flush.
+  mkdirSync(path.join(dir, 'config'), { recursive: true });
+  const configFile = path.join(dir, 'config', 'outrigger.yaml');
   writeFileSync(configFile, outriggerConfig({
     listenPort: port,
     adminPort,

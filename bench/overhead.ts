@@ -6,12 +6,13 @@
  * 1/rps is its CPU time per request) and a fixed rate (latency).
  *
  *   node .build-test/bench/overhead.js [--rounds N] [--duration S] [--rate RPS] [--load wrk|autocannon]
+ *     [--variants none,retries,breaker,outlier,resilient]   (default none,resilient)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { pinSelfToLoadCore, runAutocannon, runPaced, runWrk, spread, stopAll } from './harness.js';
+import { pinSelfToLoadCore, procCpuSeconds, runAutocannon, runPaced, runWrk, spread, stopAll } from './harness.js';
 import { BENCH_HOST, startOutrigger } from './outrigger.js';
 import { DEFAULT_LOAD, checkTarget } from './scenarios.js';
 import { startUpstream } from './targets.js';
@@ -22,12 +23,21 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '5' },
     rate: { type: 'string', default: '2000' },
     load: { type: 'string', default: DEFAULT_LOAD },
+    variants: { type: 'string', default: 'none,resilient' },
   },
   strict: true,
 });
 
+const RETRIES = '      retries: { attempts: 2, perTryTimeout: 1s, on: [connect-failure, reset, 502, 503, 504] }';
+const BREAKER = '    circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 20, window: 10s, resetTimeout: 30s }';
+const OUTLIER = '    outlierDetection: { consecutiveErrors: 5, ejectionTime: 30s, maxEjectionPercent: 50 }';
+
+/** none = no retries block (the default connect-failure retry only), no breaker, no outlier detection. */
 const VARIANTS = {
   none: { routeExtra: [] as string[], clusterExtra: [] as string[] },
+  retries: { routeExtra: [RETRIES], clusterExtra: [] as string[] },
+  breaker: { routeExtra: [] as string[], clusterExtra: [BREAKER] },
+  outlier: { routeExtra: [] as string[], clusterExtra: [OUTLIER] },
   resilient: {
     routeExtra: [
       '      timeout: 15s',
@@ -41,6 +51,7 @@ const VARIANTS = {
   },
 } as const;
 type Variant = keyof typeof VARIANTS;
+const ALL_VARIANTS = Object.keys(VARIANTS) as Variant[];
 
 async function main(): Promise<void> {
   pinSelfToLoadCore();
@@ -49,12 +60,15 @@ async function main(): Promise<void> {
   const rate = Number(args.rate);
   const saturate = args.load === 'autocannon' ? runAutocannon : runWrk;
   const upstream = await startUpstream();
-  const results: Record<Variant, { rps: number[]; p50: number[]; p99: number[]; rateP50: number[]; rateP99: number[] }> = {
-    none: { rps: [], p50: [], p99: [], rateP50: [], rateP99: [] },
-    resilient: { rps: [], p50: [], p99: [], rateP50: [], rateP99: [] },
-  };
+  const variants = (args.variants ?? '').split(',').map((v) => v.trim()) as Variant[];
+  for (const v of variants) if (!ALL_VARIANTS.includes(v)) throw new Error(`unknown variant ${v}; known: ${ALL_VARIANTS.join(', ')}`);
+  if (!variants.includes('none')) variants.unshift('none');
+  type Acc = { rps: number[]; cpu: number[]; p50: number[]; p99: number[]; rateP50: number[]; rateP99: number[] };
+  const results = {} as Record<Variant, Acc>;
+  for (const v of variants) results[v] = { rps: [], cpu: [], p50: [], p99: [], rateP50: [], rateP99: [] };
   for (let round = 0; round < rounds; round++) {
-    const order: Variant[] = round % 2 === 0 ? ['none', 'resilient'] : ['resilient', 'none'];
+    // alternate the order so that neither config always runs first
+    const order: Variant[] = round % 2 === 0 ? [...variants] : [...variants].reverse();
     for (const v of order) {
       const dir = mkdtempSync(path.join(os.tmpdir(), `bench-overhead-${v}-`));
       try {
@@ -63,7 +77,10 @@ async function main(): Promise<void> {
         await checkTarget(t);
         const load = { port: o.port, path: '/small', host: BENCH_HOST, connections: 50, durationS: 1 };
         await saturate(load);
+        const cpu0 = procCpuSeconds(o.child.pid);
         const r = await saturate({ ...load, durationS });
+        const cpu1 = procCpuSeconds(o.child.pid);
+        if (cpu0 !== null && cpu1 !== null && r.ok > 0) results[v].cpu.push(((cpu1 - cpu0) * 1e6) / r.ok);
         const p = await runPaced({ port: o.port, path: '/small', host: BENCH_HOST, rps: rate, durationS: Math.min(5, durationS), connections: 64 });
         results[v].rps.push(r.rps);
         results[v].p50.push(r.p50);
@@ -79,21 +96,22 @@ async function main(): Promise<void> {
   }
   await upstream.child.stop();
   const m = (xs: number[]): number => spread(xs).median;
+  const none = results.none;
   const fmtRow = (v: Variant): string => {
     const r = results[v];
     const s = spread(r.rps);
-    return `| ${v} | ${Math.round(s.median)} [${Math.round(s.min)}–${Math.round(s.max)}] | ${(1e6 / s.median).toFixed(1)} | ${m(r.p50).toFixed(2)} / ${m(r.p99).toFixed(2)} | ${m(r.rateP50).toFixed(3)} / ${m(r.rateP99).toFixed(3)} |`;
+    const cpu = m(r.cpu);
+    const added = v === 'none' ? '–' : `${(cpu - m(none.cpu)).toFixed(1)} µs (${((cpu / m(none.cpu) - 1) * 100).toFixed(1)}%)`;
+    return `| ${v} | ${Math.round(s.median)} [${Math.round(s.min)}–${Math.round(s.max)}] | ${cpu.toFixed(1)} | ${added} | ${m(r.p50).toFixed(2)} / ${m(r.p99).toFixed(2)} | ${m(r.rateP50).toFixed(3)} / ${m(r.rateP99).toFixed(3)} |`;
   };
-  const overheadUs = 1e6 / m(results.resilient.rps) - 1e6 / m(results.none.rps);
   process.stdout.write([
-    `per-request overhead of retries + circuit breaker + retry budget + outlier detection (${rounds} rounds, ${durationS} s, ${args.load}; fixed rate ${rate}/s)`,
+    `per-request overhead of resilience config vs none (${rounds} rounds, ${durationS} s saturation by ${args.load}; fixed rate ${rate}/s; medians)`,
     '',
-    '| config | 13 B req/s (median [min–max]) | proxy µs/request (1e6/rps) | saturation p50 / p99 ms | fixed-rate p50 / p99 ms |',
-    '|---|---:|---:|---:|---:|',
-    fmtRow('none'),
-    fmtRow('resilient'),
+    '| config | 13 B req/s [min–max] | proxy CPU µs/request | added CPU per request | saturation p50 / p99 ms | fixed-rate p50 / p99 ms |',
+    '|---|---:|---:|---:|---:|---:|',
+    ...variants.map(fmtRow),
     '',
-    `overhead: ${overheadUs.toFixed(1)} µs per request (${((m(results.none.rps) / m(results.resilient.rps) - 1) * 100).toFixed(1)}% of the proxy's per-request time); fixed-rate p50 +${(m(results.resilient.rateP50) - m(results.none.rateP50)).toFixed(3)} ms`,
+    'CPU per request is the proxy process\'s user+system time over the saturation run divided by its responses.',
     '',
   ].join('\n'));
 }

@@ -40,8 +40,8 @@ const COLUMNS: readonly Column[] = [
   { scenario: 'large', metric: 'p50_ms', title: '64 KiB p50 ms', better: 'lower', vsDirect: false, digits: 2 },
   { scenario: 'large', metric: 'p99_ms', title: '64 KiB p99 ms', better: 'lower', vsDirect: false, digits: 2 },
   { scenario: 'large', metric: 'cpu_us_per_req', title: '64 KiB proxy CPU µs/req', better: 'lower', vsDirect: false, digits: 1 },
-  { scenario: 'rate', metric: 'added_p50_ms', title: '5k/s +p50 ms', better: 'lower', vsDirect: false, digits: 3 },
-  { scenario: 'rate', metric: 'added_p99_ms', title: '5k/s +p99 ms', better: 'lower', vsDirect: false, digits: 3 },
+  { scenario: 'rate', metric: 'added_p50_ms', title: 'fixed rate: added p50 ms', better: 'lower', vsDirect: false, digits: 3 },
+  { scenario: 'rate', metric: 'added_p99_ms', title: 'fixed rate: added p99 ms', better: 'lower', vsDirect: false, digits: 3 },
   { scenario: 'download', metric: 'mbps', title: '1 GiB down MB/s', better: 'higher', vsDirect: true, digits: 0 },
   { scenario: 'download', metric: 'peak_rss_mib', title: 'down peak RSS MiB', better: 'lower', vsDirect: false, digits: 1 },
   { scenario: 'upload', metric: 'mbps', title: '256 MiB up MB/s', better: 'higher', vsDirect: true, digits: 0 },
@@ -81,6 +81,12 @@ function fmt(v: number, digits: number): string {
   return digits === 0 ? Math.round(v).toLocaleString('en-US') : v.toFixed(digits);
 }
 
+/** The target fell more than 5% short of the fixed rate (its latencies are then queueing). */
+function overloaded(summary: Summary, target: string, rateRps: number): boolean {
+  const a = get(summary, 'rate', target, 'achieved_rps');
+  return a !== null && a.median < rateRps * 0.95;
+}
+
 function get(summary: Summary, scenario: string, target: string, metric: string): Spread | null {
   return summary[scenario]?.[target]?.[metric] ?? null;
 }
@@ -97,6 +103,7 @@ export interface ReportHeader {
 /** Renders the Markdown report (summary, outrigger vs peers, details, notes). */
 export function renderMarkdown(header: ReportHeader, samples: readonly Sample[], targets: readonly string[], failures: readonly string[]): string {
   const summary = summarize(samples);
+  const rateRps = Number(header.settings['rateRps'] ?? 5000);
   const present = COLUMNS.filter((c) => targets.some((t) => get(summary, c.scenario, t, c.metric) !== null));
   const lines: string[] = [];
   lines.push(`# outrigger benchmark (${header.date})`);
@@ -119,14 +126,19 @@ export function renderMarkdown(header: ReportHeader, samples: readonly Sample[],
         const d = get(summary, c.scenario, 'direct', c.metric);
         if (d !== null && d.median > 0) cell += ` (${(s.median / d.median).toFixed(2)}×)`;
       }
+      if (c.scenario === 'rate' && overloaded(summary, t, rateRps)) cell += ' ‡';
       return cell;
     });
     lines.push(`| ${c.title} | ${cells.join(' | ')} |`);
   }
+  if (targets.some((t) => overloaded(summary, t, rateRps))) {
+    lines.push('');
+    lines.push(`‡ could not sustain ${rateRps} req/s (achieved ${targets.filter((t) => overloaded(summary, t, rateRps)).map((t) => `${t} ${fmt(get(summary, 'rate', t, 'achieved_rps')?.median ?? Number.NaN, 0)}`).join(', ')}): its latency is queueing, not proxy overhead.`);
+  }
   const peers = targets.filter((t) => t !== 'direct' && t !== 'outrigger');
   if (targets.includes('outrigger') && peers.length > 0) {
     lines.push('');
-    lines.push('## outrigger ÷ peer (on medians; added latencies as outrigger − peer)');
+    lines.push('## outrigger ÷ peer (on medians; added latency and added RSS as outrigger − peer)');
     lines.push('');
     lines.push(`| metric | ${peers.map((p) => `vs ${p}`).join(' | ')} |`);
     lines.push(`|---|${peers.map(() => '---:').join('|')}|`);
@@ -136,7 +148,10 @@ export function renderMarkdown(header: ReportHeader, samples: readonly Sample[],
         const q = get(summary, c.scenario, p, c.metric);
         if (o === null || q === null) return '–';
         // added latencies are differences near zero: a ratio of them is noise, a difference is not
-        if (c.metric.startsWith('added_')) return `${o.median - q.median >= 0 ? '+' : ''}${(o.median - q.median).toFixed(3)} ms`;
+        if (c.metric.startsWith('added_')) {
+          const unit = c.metric.endsWith('_ms') ? 'ms' : 'MiB';
+          return `${o.median - q.median >= 0 ? '+' : ''}${(o.median - q.median).toFixed(unit === 'ms' ? 3 : 1)} ${unit}`;
+        }
         if (q.median === 0) return '–';
         return `${(o.median / q.median).toFixed(2)}×`;
       });

@@ -8,9 +8,12 @@
  *   --only a,b           scenarios: small, large, rate, download, upload, idle
  *   --proxies a,b        targets besides direct: outrigger, http-proxy, fastify, nginx, haproxy
  *   --rounds N           rounds (default 3)
- *   --duration S         seconds per saturation run (default 5)
+ *   --duration S         seconds per saturation run (default 4)
+ *   --rate N             requests/s of the fixed-rate scenario (default 5000)
  *   --load wrk|autocannon|both   saturation load generator (default wrk when installed)
  *   --upstream nginx|node        upstream of the request-rate scenarios (default nginx when installed)
+ *   --budget S           stop starting new runs after S seconds (default 540: npm run bench, build
+ *                        included, stays under 10 minutes); skipped runs are listed in the report
  *   --out NAME           result file basename (default latest for a full run, else partial)
  *
  * Upstreams: download/upload always go to the Node upstream (bench/upstream.ts: any size, byte
@@ -38,8 +41,10 @@ const { values: args } = parseArgs({
     proxies: { type: 'string' },
     rounds: { type: 'string' },
     duration: { type: 'string' },
+    rate: { type: 'string' },
     load: { type: 'string' },
     out: { type: 'string' },
+    budget: { type: 'string', default: '540' },
     upstream: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -47,7 +52,7 @@ const { values: args } = parseArgs({
 });
 
 if (args.help) {
-  process.stdout.write('usage: node .build-test/bench/run.js [--quick] [--only small,large,rate,download,upload,idle] [--proxies outrigger,http-proxy,fastify,nginx,haproxy] [--rounds N] [--duration S] [--load wrk|autocannon|both] [--upstream nginx|node] [--out NAME]\n');
+  process.stdout.write('usage: node .build-test/bench/run.js [--quick] [--only small,large,rate,download,upload,idle] [--proxies outrigger,http-proxy,fastify,nginx,haproxy] [--rounds N] [--duration S] [--rate N] [--load wrk|autocannon|both] [--upstream nginx|node] [--budget S] [--out NAME]\n');
   process.exit(0);
 }
 
@@ -60,8 +65,9 @@ const settings: Settings = {
   ...base,
   rounds: args.rounds !== undefined ? Number(args.rounds) : base.rounds,
   saturationS: args.duration !== undefined ? Number(args.duration) : base.saturationS,
+  rateRps: args.rate !== undefined ? Number(args.rate) : base.rateRps,
 };
-if (!(settings.rounds >= 1) || !(settings.saturationS > 0)) throw new Error('--rounds and --duration must be positive numbers');
+if (!(settings.rounds >= 1) || !(settings.saturationS > 0) || !(settings.rateRps > 0)) throw new Error('--rounds, --duration and --rate must be positive numbers');
 
 const onlyList = list(args.only);
 for (const s of onlyList ?? []) if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`unknown scenario ${s}; known: ${SCENARIOS.join(', ')}`);
@@ -90,7 +96,10 @@ if (tools.includes('wrk') && !HAVE_WRK) throw new Error('--load wrk but wrk is n
 if (args.upstream !== undefined && args.upstream !== 'nginx' && args.upstream !== 'node') throw new Error('--upstream must be nginx or node');
 const upstreamKind: UpstreamKind = (args.upstream as UpstreamKind | undefined) ?? DEFAULT_UPSTREAM;
 
-const partial = args.quick || onlyList !== null || proxyList !== null || args.rounds !== undefined || args.duration !== undefined;
+const budgetS = Number(args.budget);
+if (!(budgetS > 0)) throw new Error('--budget must be a positive number of seconds');
+
+const partial = args.quick || onlyList !== null || proxyList !== null || args.rounds !== undefined || args.duration !== undefined || args.rate !== undefined;
 const outName = args.out ?? (partial ? 'partial' : 'latest');
 
 /** Scenario label in results: saturation scenarios get the tool suffix when several tools run. */
@@ -98,16 +107,26 @@ function label(s: ScenarioName, tool: LoadTool): string {
   return tools.length > 1 && (s === 'small' || s === 'large') ? `${s}/${tool}` : s;
 }
 
+/** Rough seconds one run of a scenario takes (start, warm-up, measure, stop). */
+function runSeconds(s: ScenarioName): number {
+  switch (s) {
+    case 'small':
+    case 'large':
+      return settings.warmupS + settings.saturationS + 1;
+    case 'rate':
+      return settings.warmupS + settings.rateS + 1;
+    case 'download':
+      return 1 + settings.downloadBytes / 250e6;
+    case 'upload':
+      return 1 + settings.uploadBytes / 250e6;
+    case 'idle':
+      return 3;
+  }
+}
+
 function estimateSeconds(): number {
-  const perTarget: Record<ScenarioName, number> = {
-    small: (settings.warmupS + settings.saturationS + 1) * tools.length,
-    large: (settings.warmupS + settings.saturationS + 1) * tools.length,
-    rate: settings.warmupS + settings.rateS + 1,
-    download: 1 + settings.downloadBytes / 400e6,
-    upload: 1 + settings.uploadBytes / 400e6,
-    idle: 3,
-  };
-  return settings.rounds * targets.length * scenarios.reduce((a, s) => a + perTarget[s], 0);
+  const perTarget = scenarios.reduce((a, s) => a + runSeconds(s) * (s === 'small' || s === 'large' ? tools.length : 1), 0);
+  return settings.rounds * targets.length * perTarget;
 }
 
 function log(msg: string): void {
@@ -142,6 +161,7 @@ async function main(): Promise<void> {
   const samples: Sample[] = [];
   const failures: string[] = [];
   const broken = new Set<string>();
+  const overBudget: string[] = [];
   for (let round = 1; round <= settings.rounds; round++) {
     // rotate the order each round so that no target always follows the same one
     const order = targets.map((_, i) => targets[(i + round - 1) % targets.length]).filter((t): t is Target => t !== undefined);
@@ -149,6 +169,10 @@ async function main(): Promise<void> {
       for (const tool of scenario === 'small' || scenario === 'large' ? tools : [tools[0] ?? 'autocannon']) {
         for (const target of order) {
           if (broken.has(target.name)) continue;
+          if ((Date.now() - started) / 1000 + runSeconds(scenario) > budgetS) {
+            overBudget.push(`${label(scenario, tool)} ${target.name} round ${round}`);
+            continue;
+          }
           const dir = mkdtempSync(path.join(os.tmpdir(), `bench-${target.name}-`));
           const what = `${label(scenario, tool)} ${target.name} round ${round}`;
           try {
@@ -190,6 +214,10 @@ async function main(): Promise<void> {
     settings: { ...settings, upstream: upstreamKind === 'nginx' ? 'nginx (13 B, 64 KiB, rate, idle) + node (download, upload)' : 'node', scenarios: scenarios.join('+'), elapsed_s: Math.round((Date.now() - started) / 1000) },
     loadTool: tools.join(' and '),
   };
+  if (overBudget.length > 0) {
+    failures.push(`time budget of ${budgetS} s reached; not run: ${overBudget.join(', ')}`);
+    log(`bench: time budget reached, ${overBudget.length} runs skipped`);
+  }
   const derived = deriveAdded(samples);
   const out = writeResults(path.join(ROOT, 'bench', 'results'), outName, { ...header, machine: { ...machine, loadavg_start: loadStart, loadavg_end: machine.loadavg } }, derived, targets.map((t) => t.name), [...failures, ...skipped.map((s) => `skipped ${s}`)]);
   process.stdout.write(out.markdown);

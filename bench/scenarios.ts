@@ -33,8 +33,9 @@ export interface Settings {
   readonly idleConnections: number;
 }
 
+/** 3 rounds of 6 targets must fit in 10 minutes on 2 cores, build included: 4 s runs + 1 s warm-up. */
 export const FULL: Settings = {
-  rounds: 3, saturationS: 5, warmupS: 1, connections: 50, rateRps: 5000, rateS: 5,
+  rounds: 3, saturationS: 4, warmupS: 1, connections: 50, rateRps: 5000, rateS: 4,
   downloadBytes: 1024 ** 3, uploadBytes: 256 * 1024 ** 2, idleConnections: 1000,
 };
 export const QUICK: Settings = {
@@ -92,7 +93,8 @@ async function crossCheck(t: RunningTarget, ok: number, notes: string[], metrics
   if (t.accessLog !== null) {
     const lines = countLines(t.accessLog);
     metrics['access_log_lines'] = lines;
-    if (lines < ok) notes.push(`access log has ${lines} lines < ${ok} responses`);
+    // outrigger's pino destination buffers 4 KiB, so the last few lines may not be written yet
+    if (lines < ok - 50) notes.push(`access log has ${lines} lines < ${ok} responses`);
   }
 }
 
@@ -134,7 +136,8 @@ export async function runScenario(name: ScenarioName, t: RunningTarget, s: Setti
       metrics['p99_ms'] = r.p99;
       metrics['max_ms'] = r.max;
       metrics['errors'] = r.errors + r.non2xx;
-      if (r.achievedRps < s.rateRps * 0.95) notes.push(`achieved only ${Math.round(r.achievedRps)} of ${s.rateRps} req/s`);
+      if (r.unsent > 0) metrics['unsent'] = r.unsent;
+      if (r.achievedRps < s.rateRps * 0.95) notes.push(`achieved only ${Math.round(r.achievedRps)} of ${s.rateRps} req/s${r.unsent > 0 ? ' (stopped once 0.5 s behind)' : ''}`);
       errorNotes(r, notes);
       break;
     }

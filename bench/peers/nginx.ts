@@ -45,6 +45,10 @@ http {
       # stream like the others instead of spooling bodies to temp files
       proxy_buffering off;
       proxy_request_buffering off;
+      # unbuffered, nginx reads the upstream this much at a time (default 4k/8k pages)
+      proxy_buffer_size 64k;
+      proxy_buffers 4 64k;
+      proxy_busy_buffers_size 128k;
     }
   }
 }
