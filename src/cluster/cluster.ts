@@ -101,12 +101,12 @@ export class Cluster {
     owners.set(this.name, this);
 
     this.overflowEpisode = new DegradedEpisode(
-      () => deps.log.warn({ cluster: this.name, maxPending: this.pendingLimit }, 'cluster overflowing: requests refused with 503 overflow'),
-      (n) => deps.log.warn({ cluster: this.name, refused: n }, 'cluster no longer overflowing'),
+      () => deps.log.warn({ maxPending: this.pendingLimit }, 'cluster overflowing: requests refused with 503 overflow'),
+      (n) => deps.log.warn({ refused: n }, 'cluster no longer overflowing'),
     );
     this.budgetEpisode = new DegradedEpisode(
-      () => deps.log.warn({ cluster: this.name, ...config.retryBudget }, 'retry budget exhausted: retries refused'),
-      (n) => deps.log.warn({ cluster: this.name, refused: n }, 'retry budget no longer exhausted'),
+      () => deps.log.warn({ ...config.retryBudget }, 'retry budget exhausted: retries refused'),
+      (n) => deps.log.warn({ refused: n }, 'retry budget no longer exhausted'),
     );
 
     const breakerGauge = m.breakerState.labels(this.name);
@@ -121,12 +121,12 @@ export class Cluster {
             // between (half-open, open again) are info.
             if (s === 'open' && !this.breakerDegraded) {
               this.breakerDegraded = true;
-              deps.log.warn({ cluster: this.name }, 'circuit breaker opened: requests fail with 503 circuit_open');
+              deps.log.warn('circuit breaker opened: requests fail with 503 circuit_open');
             } else if (s === 'closed' && this.breakerDegraded) {
               this.breakerDegraded = false;
-              deps.log.warn({ cluster: this.name }, 'circuit breaker closed');
+              deps.log.warn('circuit breaker closed');
             } else {
-              deps.log.info({ cluster: this.name, state: s }, 'circuit breaker ' + s);
+              deps.log.info({ state: s }, 'circuit breaker ' + s);
             }
           });
 
@@ -136,14 +136,14 @@ export class Cluster {
         ? null
         : new OutlierDetector(config.outlierDetection, () => this.endpoints, (ep, ejected) => {
             if (ejected) ejections.inc();
-            deps.log.warn({ cluster: this.name, endpoint: ep.key }, ejected ? 'endpoint ejected' : 'endpoint returned from ejection');
+            deps.log.warn({ endpoint: ep.key }, ejected ? 'endpoint ejected' : 'endpoint returned from ejection');
             this.endpointChanged(ep);
           });
     this.health =
       config.healthCheck === null
         ? null
         : new HealthChecker(config.healthCheck, () => this.endpoints, (ep, healthy) => {
-            deps.log.warn({ cluster: this.name, endpoint: ep.key }, healthy ? 'endpoint healthy' : 'endpoint unhealthy');
+            deps.log.warn({ endpoint: ep.key }, healthy ? 'endpoint healthy' : 'endpoint unhealthy');
             this.endpointChanged(ep);
           });
 
@@ -159,7 +159,7 @@ export class Cluster {
         onError: (err, consecutive) => {
           failures.inc();
           if (consecutive === 1) {
-            deps.log.warn({ cluster: this.name, name: dns.name, err: err.message }, 'dns resolution failed; keeping last endpoints');
+            deps.log.warn({ name: dns.name, err: err.message }, 'dns resolution failed; keeping last endpoints');
           }
         },
       });
@@ -225,7 +225,7 @@ export class Cluster {
       // close() lets requests in flight finish before the sockets go
       void ep.pool.close().catch(() => undefined);
     }
-    this.deps.log.info({ cluster: this.name, endpoints: next.map((e) => e.key) }, 'endpoints updated');
+    this.deps.log.info({ endpoints: next.map((e) => e.key) }, 'endpoints updated');
   }
 
   private endpointChanged(ep: Endpoint): void {
@@ -236,8 +236,8 @@ export class Cluster {
     const degraded = this.endpoints.length > 0 && !anyAvailable;
     if (degraded !== this.degraded) {
       this.degraded = degraded;
-      if (degraded) this.deps.log.warn({ cluster: this.name }, 'no healthy endpoint left');
-      else this.deps.log.warn({ cluster: this.name }, 'cluster has healthy endpoints again');
+      if (degraded) this.deps.log.warn('no healthy endpoint left');
+      else this.deps.log.warn('cluster has healthy endpoints again');
     }
   }
 

@@ -51,7 +51,7 @@ export class DegradedEpisode {
   }
 
   private readonly check = (): void => {
-    if (this.now() - this.last < this.quietMs) return;
+    if (!this.inEpisode || this.now() - this.last < this.quietMs) return;
     const n = this.count;
     this.stop();
     this.onEnd(n);

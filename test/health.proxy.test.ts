@@ -1,0 +1,165 @@
+// Active health checks and outlier detection through a real proxy: unhealthy and ejected
+// endpoints get no traffic, all unhealthy is 503 no_healthy_upstream at once, ejections last
+// and come back, maxEjectionPercent holds; outrigger_endpoint_healthy, the ejection counter,
+// /clusters and the degraded-mode warnings follow. Short configured intervals, waits that poll.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { request, startUpstream, type Upstream } from './helpers/servers.js';
+import { startProxy } from './helpers/proxy.js';
+import { clusters, metrics, metricValue, waitFor } from './resilience.helpers.js';
+
+/** An upstream whose /healthz answers `health()` and everything else `status()`. */
+async function app(name: string, health: () => number, status: () => number = () => 200): Promise<Upstream & { served: number }> {
+  const state = { served: 0 };
+  const u = await startUpstream((req, res) => {
+    const s = req.url === '/healthz' ? health() : status();
+    if (req.url !== '/healthz') state.served++;
+    res.writeHead(s, { 'content-length': Buffer.byteLength(name) });
+    res.end(name);
+  });
+  return Object.defineProperty(u, 'served', { get: () => state.served }) as Upstream & { served: number };
+}
+
+test('active health checks: unhealthy endpoints get no traffic; none healthy is 503 no_healthy_upstream at once', async () => {
+  let aHealth = 200;
+  let bHealth = 200;
+  const a = await app('a', () => aHealth);
+  const b = await app('b', () => bHealth);
+  const p = await startProxy(`
+admin: { listen: 127.0.0.1:0 }
+outbound:
+  listen: 127.0.0.1:0
+  routes: [ { name: h, match: { host: h }, cluster: h } ]
+clusters:
+  h:
+    endpoints: ["127.0.0.1:${a.port}", "127.0.0.1:${b.port}"]
+    healthCheck: { path: /healthz, interval: 30ms, timeout: 500ms, unhealthyThreshold: 2, healthyThreshold: 2 }
+`);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const A = `127.0.0.1:${a.port}`;
+  const B = `127.0.0.1:${b.port}`;
+  const healthy = async (ep: string) => metricValue(await metrics(p.admin), 'outrigger_endpoint_healthy', { cluster: 'h', endpoint: ep });
+  try {
+    for (let i = 0; i < 4; i++) assert.equal((await request(p.outbound, { headers: { host: 'h' }, agent })).status, 200);
+    assert.ok(a.served > 0 && b.served > 0);
+
+    aHealth = 503;
+    await waitFor(async () => ((await healthy(A)) === 0 ? true : undefined), 'a unhealthy');
+    const view = (await clusters(p.admin))['h']!;
+    assert.deepEqual(view.endpoints.map((e) => [e.address, e.healthy, e.available]), [[A, false, false], [B, true, true]]);
+    const aBefore = a.served;
+    for (let i = 0; i < 8; i++) {
+      const r = await request(p.outbound, { headers: { host: 'h' }, agent });
+      assert.equal(r.body.toString(), 'b');
+    }
+    assert.equal(a.served, aBefore, 'no traffic to the unhealthy endpoint');
+
+    bHealth = 503;
+    await waitFor(async () => ((await healthy(B)) === 0 ? true : undefined), 'b unhealthy');
+    const bBefore = b.served;
+    const r = await request(p.outbound, { headers: { host: 'h' }, agent });
+    assert.equal(r.status, 503);
+    assert.equal(r.headers['x-outrigger-error'], 'no_healthy_upstream');
+    assert.equal(b.served, bBefore);
+    assert.equal(a.served, aBefore);
+    assert.ok(metricValue(await metrics(p.admin), 'outrigger_upstream_errors_total', { cluster: 'h', reason: 'no_healthy_upstream' }) >= 1);
+
+    aHealth = 200;
+    await waitFor(async () => ((await healthy(A)) === 1 ? true : undefined), 'a healthy again');
+    assert.equal((await request(p.outbound, { headers: { host: 'h' }, agent })).body.toString(), 'a');
+    const warns = p.logs.filter((l) => l['level'] === 'warn').map((l) => l['msg']);
+    assert.deepEqual(
+      warns.filter((m) => m === 'no healthy endpoint left' || m === 'cluster has healthy endpoints again'),
+      ['no healthy endpoint left', 'cluster has healthy endpoints again'],
+      'one warning when the outage starts and one when it ends',
+    );
+    assert.deepEqual(
+      warns.filter((m) => m === 'endpoint unhealthy' || m === 'endpoint healthy'),
+      ['endpoint unhealthy', 'endpoint unhealthy', 'endpoint healthy'],
+    );
+  } finally {
+    agent.destroy();
+    await p.close();
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+test('outlier detection: consecutive errors eject for ejectionTime × ejections, then the endpoint comes back', async () => {
+  let badStatus = 500;
+  const bad = await app('bad', () => 200, () => badStatus);
+  const good = await app('good', () => 200);
+  const p = await startProxy(`
+admin: { listen: 127.0.0.1:0 }
+outbound:
+  listen: 127.0.0.1:0
+  routes: [ { name: o, match: { host: o }, cluster: o } ]
+clusters:
+  o:
+    endpoints: ["127.0.0.1:${bad.port}", "127.0.0.1:${good.port}"]
+    outlierDetection: { consecutiveErrors: 3, ejectionTime: 1s, maxEjectionPercent: 50 }
+`);
+  const BAD = `127.0.0.1:${bad.port}`;
+  const send = () => request(p.outbound, { headers: { host: 'o' } });
+  const badView = async () => (await clusters(p.admin))['o']!.endpoints.find((e) => e.address === BAD)!;
+  try {
+    // round-robin: every other request reaches the bad endpoint; its third 500 ejects it
+    while (bad.served < 3) await send();
+    let v = await badView();
+    assert.equal(v.ejected, true);
+    assert.equal(v.ejections, 1);
+    let text = await metrics(p.admin);
+    assert.equal(metricValue(text, 'outrigger_outlier_ejections_total', { cluster: 'o' }), 1);
+    assert.equal(metricValue(text, 'outrigger_endpoint_healthy', { cluster: 'o', endpoint: BAD }), 0);
+    const served = bad.served;
+    for (let i = 0; i < 6; i++) assert.equal((await send()).body.toString(), 'good');
+    assert.equal(bad.served, served, 'an ejected endpoint gets no traffic');
+
+    await waitFor(async () => ((await badView()).ejected ? undefined : true), 'back from ejection');
+    assert.ok(p.logs.some((l) => l['msg'] === 'endpoint returned from ejection' && l['endpoint'] === BAD));
+    // a second run of errors ejects it again, and the ejection count (the multiplier) grows
+    const start = bad.served;
+    while (bad.served < start + 3) await send();
+    v = await badView();
+    assert.equal(v.ejected, true);
+    assert.equal(v.ejections, 2);
+    // once healthy, it serves again after the (doubled) ejection
+    badStatus = 200;
+    await waitFor(async () => ((await badView()).ejected ? undefined : true), 'back again');
+    const before = bad.served;
+    for (let i = 0; i < 4; i++) await send();
+    assert.ok(bad.served > before);
+    text = await metrics(p.admin);
+    assert.equal(metricValue(text, 'outrigger_outlier_ejections_total', { cluster: 'o' }), 2);
+    assert.equal(metricValue(text, 'outrigger_endpoint_healthy', { cluster: 'o', endpoint: BAD }), 1);
+  } finally {
+    await p.close();
+    await Promise.all([bad.close(), good.close()]);
+  }
+});
+
+test('maxEjectionPercent: never ejects more than allowed, so traffic still flows', async () => {
+  const x = await app('x', () => 200, () => 500);
+  const y = await app('y', () => 200, () => 500);
+  const p = await startProxy(`
+admin: { listen: 127.0.0.1:0 }
+outbound:
+  listen: 127.0.0.1:0
+  routes: [ { name: m, match: { host: m }, cluster: m } ]
+clusters:
+  m:
+    endpoints: ["127.0.0.1:${x.port}", "127.0.0.1:${y.port}"]
+    outlierDetection: { consecutiveErrors: 1, ejectionTime: 1m, maxEjectionPercent: 50 }
+`);
+  try {
+    for (let i = 0; i < 10; i++) {
+      const r = await request(p.outbound, { headers: { host: 'm' } });
+      assert.equal(r.status, 500, 'the upstream answer, never no_healthy_upstream');
+    }
+    const eps = (await clusters(p.admin))['m']!.endpoints;
+    assert.equal(eps.filter((e) => e.ejected).length, 1);
+  } finally {
+    await p.close();
+    await Promise.all([x.close(), y.close()]);
+  }
+});
