@@ -163,3 +163,42 @@ clusters:
     await Promise.all([x.close(), y.close()]);
   }
 });
+
+test('health checks use a connection of their own: a busy endpoint is not marked unhealthy', async () => {
+  const held: http.ServerResponse[] = [];
+  let checks = 0;
+  const up = await startUpstream((req, res) => {
+    if (req.url === '/healthz') {
+      checks++;
+      res.end('ok');
+    } else {
+      held.push(res);
+    }
+  });
+  const p = await startProxy(`
+admin: { listen: 127.0.0.1:0 }
+outbound:
+  listen: 127.0.0.1:0
+  routes: [ { name: busy, match: { host: busy }, cluster: busy } ]
+clusters:
+  busy:
+    endpoints: ["127.0.0.1:${up.port}"]
+    maxConnectionsPerEndpoint: 1
+    healthCheck: { path: /healthz, interval: 20ms, timeout: 100ms, unhealthyThreshold: 1, healthyThreshold: 1 }
+`);
+  try {
+    const pending = request(p.outbound, { headers: { host: 'busy' } });
+    await waitFor(() => (held.length === 1 ? true : undefined), 'request held');
+    const from = checks;
+    // several rounds pass while the endpoint's only request socket is busy
+    await waitFor(() => (checks >= from + 4 ? true : undefined), 'checks answered');
+    assert.equal((await clusters(p.admin))['busy']?.endpoints[0]?.healthy, true);
+    assert.ok(!p.logs.some((l) => l['msg'] === 'endpoint unhealthy'));
+    held[0]!.end('done');
+    assert.equal((await pending).status, 200);
+  } finally {
+    for (const r of held) r.end();
+    await p.close();
+    await up.close();
+  }
+});

@@ -12,7 +12,7 @@
  * endpoints' `active` (Σ max(0, active − maxConnectionsPerEndpoint)), which mirrors and tunnels
  * bump too, so nothing has to keep a second counter in step.
  */
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import type { Address, ClusterConfig } from '../config/types.js';
 import type { Logger } from '../telemetry/log.js';
 import type { Direction, Metrics } from '../telemetry/metrics.js';
@@ -78,6 +78,8 @@ export class Cluster {
   private readonly overflowCounters: [{ inc(): void } | null, { inc(): void } | null] = [null, null];
   /** the breaker opened and has not closed since (half-open probes included) */
   private breakerDegraded = false;
+  /** each endpoint's health-check connection (apart from its request sockets) */
+  private readonly checkPools = new Map<Endpoint, Pool>();
   /** settles once the first DNS answer (or failure) is in; immediately for static clusters */
   readonly ready: Promise<void>;
   readonly hashHeader: string | null;
@@ -145,7 +147,7 @@ export class Cluster {
         : new HealthChecker(config.healthCheck, () => this.endpoints, (ep, healthy) => {
             deps.log.warn({ endpoint: ep.key }, healthy ? 'endpoint healthy' : 'endpoint unhealthy');
             this.endpointChanged(ep);
-          });
+          }, undefined, (ep) => this.checkPool(ep));
 
     if (config.dns !== null) {
       const dns = config.dns;
@@ -183,11 +185,32 @@ export class Cluster {
   }
 
   private makeEndpoint(a: Address): Endpoint {
+    return new Endpoint(a, this.makePool(a, this.config.maxConnectionsPerEndpoint));
+  }
+
+  /** The health checker's own one-socket pool for `ep`, made on first use. */
+  private checkPool(ep: Endpoint): Dispatcher {
+    let p = this.checkPools.get(ep);
+    if (p === undefined) {
+      p = this.makePool(ep.address, 1);
+      this.checkPools.set(ep, p);
+    }
+    return p;
+  }
+
+  private closeCheckPool(ep: Endpoint, destroy: boolean): void {
+    const p = this.checkPools.get(ep);
+    if (p === undefined) return;
+    this.checkPools.delete(ep);
+    void (destroy ? p.destroy() : p.close()).catch(() => undefined);
+  }
+
+  private makePool(a: Address, connections: number): Pool {
     const host = a.host.includes(':') ? `[${a.host}]` : a.host;
     const scheme = this.deps.tls === null ? 'http' : 'https';
     const c = this.config;
-    const pool = new Pool(`${scheme}://${host}:${a.port}`, {
-      connections: c.maxConnectionsPerEndpoint,
+    return new Pool(`${scheme}://${host}:${a.port}`, {
+      connections,
       pipelining: 1,
       keepAliveTimeout: 30_000,
       keepAliveMaxTimeout: 600_000,
@@ -198,7 +221,6 @@ export class Cluster {
       strictContentLength: true,
       connect: { timeout: c.connectTimeout, noDelay: true, keepAlive: true, ...(this.deps.tls ?? {}) },
     });
-    return new Endpoint(a, pool);
   }
 
   /** DNS answered: keep endpoints (and pools) that stayed, add new ones, retire the rest. */
@@ -222,6 +244,7 @@ export class Cluster {
     for (const ep of next) this.endpointChanged(ep);
     for (const ep of old.values()) {
       if (this.ownsSeries()) this.deps.metrics.endpointHealthy.remove(this.name, ep.key);
+      this.closeCheckPool(ep, false);
       // close() lets requests in flight finish before the sockets go
       void ep.pool.close().catch(() => undefined);
     }
@@ -359,6 +382,7 @@ export class Cluster {
     this.breaker?.shutdown();
     this.overflowEpisode.stop();
     this.budgetEpisode.stop();
+    for (const ep of [...this.checkPools.keys()]) this.closeCheckPool(ep, true);
     if (this.ownsSeries()) {
       seriesOwners.get(this.deps.metrics)?.delete(this.name);
       for (const ep of this.endpoints) this.deps.metrics.endpointHealthy.remove(this.name, ep.key);

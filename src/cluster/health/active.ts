@@ -12,6 +12,7 @@
  * Endpoints that DNS adds later are read from `endpoints()` each round and are checked from the
  * next round on (within `interval` × 1.1), also starting healthy.
  */
+import type { Dispatcher } from 'undici';
 import type { HealthCheckConfig } from '../../config/types.js';
 import type { Endpoint } from '../endpoint.js';
 
@@ -41,12 +42,16 @@ export class HealthChecker {
   /**
    * `endpoints` returns the cluster's current endpoints (read each round). `onChange` is called
    * after `ep.healthy` flipped. `probe` replaces the default HTTP probe (tests, other protocols).
+   * `dispatcherFor` picks what the default probe sends through (default: the endpoint's pool).
+   * The cluster gives each endpoint a connection of its own for checks, as Envoy does: a probe
+   * queued behind busy request sockets would time out and mark a merely busy endpoint unhealthy.
    */
   constructor(
     private readonly cfg: HealthCheckConfig,
     private readonly endpoints: () => readonly Endpoint[],
     private readonly onChange: (ep: Endpoint, healthy: boolean) => void,
     probe?: HealthProbe,
+    private readonly dispatcherFor: (ep: Endpoint) => Dispatcher = (ep) => ep.pool,
   ) {
     this.probe = probe ?? ((ep, path, timeoutMs) => this.httpProbe(ep, path, timeoutMs));
   }
@@ -145,7 +150,7 @@ export class HealthChecker {
       timer.unref();
     }
     try {
-      const res = await ep.pool.request({
+      const res = await this.dispatcherFor(ep).request({
         method: 'GET',
         path,
         headers: { host: ep.key, 'user-agent': HEALTH_CHECK_USER_AGENT },
