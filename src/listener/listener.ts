@@ -52,12 +52,17 @@ export class Listener {
       insecureHTTPParser: false,
       noDelay: true,
       keepAlive: true,
-      requireHostHeader: true,
+      // edge.ts refuses a missing Host itself, in the contract's error format (Node's own 400
+      // carries no x-outrigger-error)
+      requireHostHeader: false,
       joinDuplicateHeaders: false,
       // The route/inbound timeout bounds a whole exchange; Node's own request timer would cut
       // long uploads that the config allows.
       requestTimeout: 0,
       headersTimeout: limits.headersTimeout,
+      // Node enforces headersTimeout only when it sweeps its connections (every 30 s by default),
+      // so a slowloris head would live up to 30 s past the limit.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeout / 2))),
       keepAliveTimeout: limits.keepAliveTimeout,
     };
     this.handler = new ListenerHandler(direction, ctx, tls === null ? 'http' : 'https');
@@ -69,14 +74,17 @@ export class Listener {
       s.on('secureConnection', (sock) => {
         const v = tls.verify(sock);
         if (!v.ok) {
-          onTlsError(v.reason, sock);
+          // The verdict's reason may carry OpenSSL's message after a ':'; the metric label keeps
+          // the bounded part only.
+          const c = v.reason.indexOf(':');
+          onTlsError(c === -1 ? v.reason : v.reason.slice(0, c), sock);
           sock.destroy();
           return;
         }
         principals.set(sock, v.principal);
       });
       s.on('tlsClientError', (err: Error & { code?: string }, sock: Socket) => {
-        onTlsError(tlsReason(err), sock);
+        onTlsError(tlsReason(err, sock as import('node:tls').TLSSocket), sock);
       });
       this.server = s;
     }
@@ -150,10 +158,25 @@ export class Listener {
 /** Principals of verified inbound TLS sockets. */
 export const principals = new WeakMap<object, string | null>();
 
-function tlsReason(err: Error & { code?: string }): string {
+/**
+ * A `tlsClientError` as a bounded metric label: `no_client_cert` (requireClientCert and the
+ * client sent none), `bad_certificate` (untrusted, expired, wrong purpose), `protocol` (plaintext
+ * HTTP or an unsupported version on the TLS port), `timeout`, `reset`, else `handshake`. Together
+ * with the post-handshake reasons (`ca_leaf`, `multiple_uri_sans`, `untrusted_client_cert`) the
+ * label set stays small whatever a scanner sends.
+ */
+export function tlsReason(err: Error & { code?: string }, socket?: import('node:tls').TLSSocket): string {
+  // A client certificate that failed verification makes Node destroy the socket quietly; the
+  // error is then a generic ECONNRESET "socket hang up", and only the socket knows why.
+  if (socket?.authorizationError != null) return 'bad_certificate';
   const c = err.code ?? '';
+  const m = err.message;
   if (c === 'ECONNRESET') return 'reset';
-  if (/CERT|CERTIFICATE/i.test(c) || /certificate/i.test(err.message)) return 'bad_certificate';
-  if (/VERSION|PROTOCOL/i.test(c) || /wrong version|http request/i.test(err.message)) return 'protocol';
+  if (c === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'timeout';
+  if (/PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/i.test(c) || /did not return a certificate|certificate required/i.test(m)) {
+    return 'no_client_cert';
+  }
+  if (/CERT|CERTIFICATE/i.test(c) || /certificate/i.test(m)) return 'bad_certificate';
+  if (/VERSION|PROTOCOL|HTTP_REQUEST/i.test(c) || /wrong version|http request|unsupported protocol/i.test(m)) return 'protocol';
   return 'handshake';
 }
