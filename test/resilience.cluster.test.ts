@@ -89,6 +89,17 @@ describe('Cluster.retire', () => {
     assert.equal((c.endpoints[0]!.pool as unknown as { closed: boolean }).closed, true);
   });
 
+  test('notices requests counted by hand (tunnels bump active directly)', async () => {
+    const { c } = make();
+    c.active++;
+    const keep = setInterval(() => undefined, 1000);
+    const retired = c.retire(60_000);
+    c.active--;
+    await retired; // hangs (test timeout) if only requestEnded() could end the wait
+    clearInterval(keep);
+    assert.equal((c.endpoints[0]!.pool as unknown as { closed: boolean }).closed, true);
+  });
+
   test('a rebuilt cluster of the same name keeps its metric series when the old one retires', async () => {
     const metrics = new Metrics(false);
     const old = make(metrics).c;

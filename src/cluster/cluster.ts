@@ -346,15 +346,18 @@ export class Cluster {
     this.stopAll();
     if (this.active > 0) {
       await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
+        // requestEnded() wakes us; the poll covers callers that bump `active` by hand (tunnels)
+        const deadline = Date.now() + graceMs;
+        const poll = setInterval(() => {
+          if (this.active <= 0 || Date.now() >= deadline) done();
+        }, Math.min(250, Math.max(1, graceMs)));
+        poll.unref();
+        const done = (): void => {
+          clearInterval(poll);
           this.onIdle = null;
           resolve();
-        }, graceMs);
-        t.unref();
-        this.onIdle = () => {
-          clearTimeout(t);
-          resolve();
         };
+        this.onIdle = done;
       });
     }
     await Promise.all(this.endpoints.map((ep) => ep.pool.close().catch(() => undefined)));
