@@ -425,6 +425,13 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (status < 200) return true; // 1xx informational: wait for the final head
     const x = this.x;
     if (x.done || this.settled) return false;
+    if (x.headersSent) {
+      // the exchange was answered meanwhile (route timeout): this head has nowhere to go, and
+      // says nothing either way about the upstream
+      this.clientGone = true;
+      this.abort(CLIENT_GONE);
+      return false;
+    }
     if (checkResponseHead(raw) !== null) {
       // Ambiguous framing (CL with TE, TE other than chunked...): the connection cannot be
       // trusted for another request, so it is discarded with the attempt.
