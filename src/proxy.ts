@@ -370,7 +370,14 @@ export class Proxy implements ListenerContext {
     });
     if (tls === null) return;
     const s = l.server as import('node:https').Server;
-    if (typeof s.setSecureContext === 'function') s.setSecureContext(tls.options);
+    if (typeof s.setSecureContext !== 'function') return;
+    try {
+      s.setSecureContext(tls.options);
+    } catch (err) {
+      // Typically a cert and key caught mid-rotation (one file written, not yet the other): keep
+      // serving with the current context; the second write triggers another reload.
+      this.log.warn({ err: (err as Error).message }, 'inbound TLS material rejected; keeping the current certificates');
+    }
   }
 
   /**
