@@ -12,8 +12,17 @@ const REDACT = [
   'headers["proxy-authorization"]',
   'headers.cookie',
   'headers["set-cookie"]',
+  // the same one level down (`{ req: { headers } }`, `{ res: { headers } }`)
+  '*.headers.authorization',
+  '*.headers["proxy-authorization"]',
+  '*.headers.cookie',
+  '*.headers["set-cookie"]',
+  // PEM contents, should a TLS options object ever be logged
   'key',
   'cert',
+  'passphrase',
+  'tls.key',
+  'tls.passphrase',
 ];
 
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
