@@ -294,7 +294,7 @@ ${extraRoute}
 clusters:
   b:
     endpoints: ["127.0.0.1:${port}"]
-    circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4, window: 10s, resetTimeout: 300ms }
+    circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4, window: 10s, resetTimeout: 1s }
 `;
 
   test('opens on failures, fails fast without touching the upstream, one probe closes it; gauge and warnings follow', async () => {
@@ -405,17 +405,17 @@ clusters:
 
   test('survives a reload that leaves the cluster alone; a changed cluster starts closed', async () => {
     const up = await statusUpstream(() => 503);
-    const p = await startProxy(breakerYaml(up.port).replace('resetTimeout: 300ms', 'resetTimeout: 1m'));
+    const p = await startProxy(breakerYaml(up.port).replace('resetTimeout: 1s', 'resetTimeout: 1m'));
     try {
       for (let i = 0; i < 4; i++) await request(p.outbound, { headers: { host: 'b' } });
       assert.equal((await request(p.outbound, { headers: { host: 'b' } })).headers['x-outrigger-error'], 'circuit_open');
-      p.write(breakerYaml(up.port, '    - { name: other, match: { host: other }, cluster: b }').replace('resetTimeout: 300ms', 'resetTimeout: 1m'));
+      p.write(breakerYaml(up.port, '    - { name: other, match: { host: other }, cluster: b }').replace('resetTimeout: 1s', 'resetTimeout: 1m'));
       assert.equal(await p.proxy.reload('test'), true);
       assert.equal((await request(p.outbound, { headers: { host: 'other' } })).headers['x-outrigger-error'], 'circuit_open');
       assert.equal(metricValue(await metrics(p.admin), 'outrigger_circuit_breaker_state', { cluster: 'b' }), 2);
       // changing the cluster builds a new one (and a new breaker); its gauge is not removed by
       // the old cluster retiring
-      p.write(breakerYaml(up.port).replace('resetTimeout: 300ms', 'resetTimeout: 2m'));
+      p.write(breakerYaml(up.port).replace('resetTimeout: 1s', 'resetTimeout: 2m'));
       assert.equal(await p.proxy.reload('test'), true);
       const fresh = await request(p.outbound, { headers: { host: 'b' } });
       assert.equal(fresh.status, 503);
