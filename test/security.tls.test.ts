@@ -346,7 +346,7 @@ describe('outbound clusterConnectOptions through an undici Pool', () => {
   test('an unlisted principal is refused even with a matching DNS name', async () => {
     const r = await call('evil', { serverName: 'backend.shop.svc', principals: [BACKEND] });
     assert.ok('error' in r, 'must fail');
-    assert.equal(r.error.code, 'ERR_OUTRIGGER_TLS_IDENTITY');
+    assert.equal(r.error.code, 'ERR_TLS_PEER_IDENTITY');
     assert.match(r.error.message, /evil/);
   });
 

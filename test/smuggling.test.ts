@@ -174,6 +174,37 @@ for (const dir of ['inbound', 'outbound'] as const) {
   });
 }
 
+// Upgrade and CONNECT heads go through the listener's 'upgrade' / 'connect' handlers (tunnel.ts),
+// which run the same edge check; a refused one must not open anything upstream.
+const WS = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
+const TUNNEL_VECTORS: readonly (Vector & { outboundOnly?: true })[] = [
+  { name: 'upgrade: Content_Length alias', raw: `GET /ws HTTP/1.1\r\nHost: svc\r\n${WS}Content_Length: 5\r\n\r\n`, expect: 'reject' },
+  { name: 'upgrade: two Host headers', raw: `GET /ws HTTP/1.1\r\nHost: svc\r\nHost: admin\r\n${WS}\r\n`, expect: 'reject' },
+  { name: 'upgrade: Transfer-Encoding gzip', raw: `GET /ws HTTP/1.1\r\nHost: svc\r\n${WS}Transfer-Encoding: gzip, chunked\r\n\r\n`, expect: 'reject' },
+  { name: 'upgrade: absolute-form disagreeing with Host', raw: `GET http://admin/ws HTTP/1.1\r\nHost: svc\r\n${WS}\r\n`, expect: 'reject' },
+  { name: 'upgrade: encoded slash in path', raw: `GET /ws%2F..%2Fadmin HTTP/1.1\r\nHost: svc\r\n${WS}\r\n`, expect: 'reject' },
+  { name: 'upgrade: URL over maxUrlLength', raw: `GET /${'w'.repeat(9000)} HTTP/1.1\r\nHost: svc\r\n${WS}\r\n`, expect: 'reject' },
+  { name: 'CONNECT: no port', raw: 'CONNECT svc HTTP/1.1\r\nHost: svc\r\n\r\n', expect: 'reject', outboundOnly: true },
+  { name: 'CONNECT: userinfo', raw: 'CONNECT u@svc:80 HTTP/1.1\r\nHost: svc:80\r\n\r\n', expect: 'reject', outboundOnly: true },
+  { name: 'CONNECT: X_Forwarded_For alias', raw: `CONNECT 127.0.0.1:${'1'} HTTP/1.1\r\nHost: 127.0.0.1:1\r\nX_Forwarded_For: 1.2.3.4\r\n\r\n`, expect: 'reject', outboundOnly: true },
+  { name: 'CONNECT: two Host headers', raw: 'CONNECT svc:80 HTTP/1.1\r\nHost: svc:80\r\nHost: admin:80\r\n\r\n', expect: 'reject', outboundOnly: true },
+];
+
+for (const dir of ['inbound', 'outbound'] as const) {
+  describe(`upgrade and CONNECT vectors on the ${dir} listener`, () => {
+    for (const v of TUNNEL_VECTORS) {
+      if (v.outboundOnly === true && dir === 'inbound') continue;
+      test(v.name, async () => {
+        const bytes = rec.raw.reduce((n, b) => n + b.length, 0);
+        const r = await sendRaw(dir === 'inbound' ? p.inbound : p.outbound, v.raw);
+        assert.ok(r.status >= 400 && r.status < 500, `${v.name}: want a 4xx, got ${r.status} ${JSON.stringify(r.head.slice(0, 120))}`);
+        assert.equal(r.closed, true);
+        assert.equal(rec.raw.reduce((n, b) => n + b.length, 0), bytes, 'not a byte upstream');
+      });
+    }
+  });
+}
+
 test('a pipelined smuggled request after a refused one never reaches the upstream', async () => {
   const before = rec.completed.length;
   const raw =

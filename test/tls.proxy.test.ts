@@ -230,8 +230,70 @@ describe('inbound authorization (default deny, first match wins)', () => {
     assert.equal((await call(p.inbound, '/public/a', certs['web'] as Cert)).status, 200);
   });
 
+  test('an Upgrade (WebSocket) request is authorized like any other, after normalisation', async () => {
+    const before = app.requests.length;
+    const web = certs['web'] as Cert;
+    for (const path of ['/api/admin/ws', '/%61pi/admin/ws', '//api/admin/ws']) {
+      const s = tls.connect({
+        host: '127.0.0.1',
+        port: p.inbound,
+        ca: readFileSync(pki.ca),
+        cert: readFileSync(web.cert),
+        key: readFileSync(web.key),
+        checkServerIdentity: () => undefined,
+      });
+      let data = '';
+      s.on('data', (c: Buffer) => (data += c.toString('latin1')));
+      s.on('error', () => undefined);
+      await once(s, 'secureConnect');
+      s.write(`GET ${path} HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+      await once(s, 'close');
+      assert.match(data, /^HTTP\/1\.1 403 /, path);
+      assert.match(data, /x-outrigger-error: forbidden/i);
+    }
+    assert.equal(app.requests.length, before);
+  });
+
   test('a verified certificate without URI SAN is not authenticated for "*"', async () => {
     assert.equal((await call(p.inbound, '/public/a', certs['nouri'] as Cert)).status, 403);
+  });
+});
+
+describe('inbound mTLS with optional client certificates (requireClientCert: false)', () => {
+  let q: TestProxy;
+  before(async () => {
+    const s = certs['server'] as Cert;
+    q = await startProxy(`
+admin: { listen: 127.0.0.1:0 }
+inbound:
+  listen: 127.0.0.1:0
+  app: 127.0.0.1:${app.port}
+  tls: { cert: ${s.cert}, key: ${s.key}, ca: ${pki.ca}, requireClientCert: false }
+  authorization:
+    default: deny
+    rules:
+      - { action: allow, principals: ["*"], paths: ["/private/*"] }
+      - { action: allow, paths: ["/open/*"] }
+`);
+  });
+  after(async () => {
+    await q.close();
+  });
+
+  test('no certificate: served as unauthenticated (open paths only)', async () => {
+    assert.equal((await call(q.inbound, '/open/a', null)).status, 200);
+    assert.equal((await call(q.inbound, '/private/a', null)).status, 403);
+  });
+
+  test('a presented certificate that does not verify is refused, not downgraded to anonymous', async () => {
+    const before = app.requests.length;
+    await assert.rejects(call(q.inbound, '/open/a', certs['foreign'] as Cert));
+    assert.equal(app.requests.length, before);
+    assert.equal(await metric(q.admin, /^outrigger_tls_handshake_errors_total\{reason="untrusted_client_cert"\}/), 1);
+  });
+
+  test('a verified certificate authenticates', async () => {
+    assert.equal((await call(q.inbound, '/private/a', certs['ops'] as Cert)).status, 200);
   });
 });
 
@@ -308,6 +370,7 @@ clusters:
     const before = seen.length;
     const r = await plain('wrong');
     assert.equal(r.status, 502);
+    assert.equal(r.error, 'upstream_connect_failure');
     assert.equal(seen.length, before);
   });
 

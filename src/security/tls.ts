@@ -232,7 +232,9 @@ export interface ClusterConnectOptions {
 
 function identityError(msg: string, reason: string): Error {
   const e = new Error(msg) as Error & { code: string; reason: string };
-  e.code = 'ERR_OUTRIGGER_TLS_IDENTITY';
+  // ERR_TLS_ like Node's own ERR_TLS_CERT_ALTNAME_INVALID, so the failure classifier counts it
+  // as a connect failure (the handshake never completed; nothing was sent upstream)
+  e.code = 'ERR_TLS_PEER_IDENTITY';
   e.reason = reason;
   return e;
 }
