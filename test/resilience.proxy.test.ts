@@ -403,6 +403,36 @@ clusters:
     }
   });
 
+  test('a retry refused by the circuit that just opened answers with the failure it was retrying', async () => {
+    const rst = await faultServer((s) => s.resetAndDestroy());
+    const p = await startProxy(`
+admin: { listen: 127.0.0.1:0 }
+outbound:
+  listen: 127.0.0.1:0
+  routes:
+    - { name: r, match: { host: r }, cluster: r, retries: { attempts: 2, on: [reset], backoff: { base: 1ms, max: 2ms } } }
+clusters:
+  r: { endpoints: ["${rst.address}"], circuitBreaker: { volumeThreshold: 1, resetTimeout: 1m } }
+`);
+    try {
+      // the first try's reset opens the circuit (1 of 1 failed); its retry is refused
+      const r = await request(p.outbound, { path: '/x', headers: { host: 'r' } });
+      assert.equal(r.status, 502);
+      assert.equal(r.headers['x-outrigger-error'], 'upstream_reset');
+      assert.equal(rst.state.connections, 1);
+      const line = await waitFor(() => p.access().find((l) => l['path'] === '/x'));
+      assert.equal(line['error'], 'upstream_reset');
+      const text = await metrics(p.admin);
+      assert.equal(metricValue(text, 'outrigger_upstream_errors_total', { cluster: 'r', reason: 'circuit_open' }), 1);
+      // a new request is refused by the open circuit itself
+      assert.equal((await request(p.outbound, { headers: { host: 'r' } })).headers['x-outrigger-error'], 'circuit_open');
+      assert.equal(rst.state.connections, 1);
+    } finally {
+      await p.close();
+      await rst.close();
+    }
+  });
+
   test('survives a reload that leaves the cluster alone; a changed cluster starts closed', async () => {
     const up = await statusUpstream(() => 503);
     const p = await startProxy(breakerYaml(up.port).replace('resetTimeout: 1s', 'resetTimeout: 1m'));

@@ -93,6 +93,8 @@ export class Exchange {
   private resumeUpstream: (() => void) | null = null;
   /** the exchange is counted in `cluster.active` */
   private counted = false;
+  /** the failure a pending retry is retrying: the answer if the retry cannot be made */
+  private retrying: ProxyError | null = null;
 
   constructor(
     readonly req: IncomingMessage,
@@ -144,19 +146,19 @@ export class Exchange {
     if (cluster !== null) {
       ep = cluster.pick(this.hashKey, this.lastEndpoint);
       if (ep === null) {
-        this.fail(proxyError('no_healthy_upstream'), 'no_healthy_upstream');
+        this.refuse('no_healthy_upstream', undefined);
         return;
       }
       if (!cluster.admits(ep)) {
         cluster.overflowed(this.stats === null ? 'outbound' : this.stats.direction);
-        this.fail(proxyError('overflow', 'cluster maxPending'), 'overflow');
+        this.refuse('overflow', 'cluster maxPending');
         return;
       }
       // Last: in half-open, admitting takes the single probe slot.
       if (cluster.breaker !== null) {
         token = cluster.breaker.admit();
         if (token === null) {
-          this.fail(proxyError('circuit_open'), 'circuit_open');
+          this.refuse('circuit_open', undefined);
           return;
         }
       }
@@ -189,6 +191,21 @@ export class Exchange {
     );
   }
 
+  /**
+   * A local refusal of a try (counted under its own reason). A first try answers with it; a
+   * retry that cannot be made answers with the failure it was retrying, as a retry over budget
+   * does: the client learns what went wrong upstream, not that the retry was refused.
+   */
+  private refuse(reason: 'no_healthy_upstream' | 'overflow' | 'circuit_open', detail: string | undefined): void {
+    const prior = this.retrying;
+    if (prior !== null) {
+      this.sink.upstreamError(this, reason);
+      this.fail(prior, '');
+      return;
+    }
+    this.fail(proxyError(reason, detail), reason);
+  }
+
   /** The attempt's dispatch is over (completed or failed): nothing left to abort. */
   attemptEnded(a: Attempt): void {
     if (a.ended) return;
@@ -203,6 +220,7 @@ export class Exchange {
     this.attemptSettled(a, outcome);
     if (this.done || this.headersSent) return;
     if (this.mayRetry(outcome)) {
+      this.retrying = err;
       this.scheduleRetry();
       return;
     }
@@ -255,6 +273,11 @@ export class Exchange {
       if (ep !== null && this.cluster !== null) this.cluster.onAttemptResult(ep, true);
     }
     this.cutOff();
+  }
+
+  /** A drained response is being retried: there is no earlier failure to answer with. */
+  retryingResponse(): void {
+    this.retrying = null;
   }
 
   /** A response whose status the policy retries: drain its body, then try again. */
@@ -442,6 +465,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     const outcome: AttemptOutcome = { kind: 'response', status };
     // Retry conditions name 5xx classes or listed codes, which the schema keeps within 400-599.
     if (status >= 400 && x.wantsRetryOnStatus(status)) {
+      x.retryingResponse();
       this.discarding = true;
       this.discardStatus = status;
       return true;
