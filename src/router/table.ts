@@ -39,6 +39,9 @@ export class CompiledRoute {
   readonly name: string;
   private readonly pathKind: 0 | 1 | 2 | 3; // any, prefix, exact, regex
   private readonly pathValue: string;
+  /** the exact or prefix path condition (null for none or a regex); for the segment index */
+  readonly pathLiteral: string | null;
+  readonly pathIsExact: boolean;
   private readonly pathRegex: RegExp | null;
   private readonly methods: ReadonlySet<string> | null;
   /** flat [name, value, ...], lower-cased names */
@@ -60,9 +63,14 @@ export class CompiledRoute {
   private readonly single: RouteTarget | null;
   private readonly picker: WeightedPicker<RouteTarget> | null;
   readonly targets: readonly RouteTarget[];
+  /** what `RouteTable.route` returns for this route (made once, so a match allocates nothing) */
+  readonly decision: RouteDecision;
+  /** literal text every path the regex matches starts with ('' when unknown): a cheap pre-check */
+  readonly regexLiteral: string;
 
   constructor(r: RouteConfig, clusters: ReadonlyMap<string, Cluster>, metrics: Metrics) {
     this.name = r.name;
+    this.decision = Object.freeze({ kind: 'route', route: this });
     const p = r.match.path;
     if (p === null) {
       this.pathKind = 0;
@@ -82,6 +90,9 @@ export class CompiledRoute {
       // Anchored: a route regex describes the whole path, as in Envoy's safe_regex.
       this.pathRegex = new RegExp(`^(?:${p.regex})$`);
     }
+    this.regexLiteral = this.pathKind === 3 ? regexLiteralPrefix(this.pathValue) : '';
+    this.pathLiteral = this.pathKind === 1 || this.pathKind === 2 ? this.pathValue : null;
+    this.pathIsExact = this.pathKind === 2;
     this.methods = r.match.methods === null ? null : new Set(r.match.methods);
     const hm: string[] = [];
     if (r.match.headers !== null) for (const [k, v] of Object.entries(r.match.headers)) hm.push(k, v);
@@ -129,7 +140,7 @@ export class CompiledRoute {
         if (path !== this.pathValue) return false;
         break;
       case 3:
-        if (!(this.pathRegex as RegExp).test(path)) return false;
+        if (!path.startsWith(this.regexLiteral) || !(this.pathRegex as RegExp).test(path)) return false;
         break;
     }
     if (this.methods !== null && !this.methods.has(method)) return false;
@@ -159,6 +170,22 @@ export class CompiledRoute {
   }
 }
 
+/**
+ * The literal text at the start of a route regex (which is anchored at both ends), so most
+ * non-matching paths are refused by a string compare instead of a regex run. Conservative: stops
+ * at the first metacharacter or escape, drops a character a quantifier makes optional, and gives
+ * up ('') on any alternation, since `|` makes the start ambiguous.
+ */
+export function regexLiteralPrefix(re: string): string {
+  if (re.includes('|')) return '';
+  let i = 0;
+  while (i < re.length && !'\\^$.|?*+()[]{}'.includes(re[i] as string)) i++;
+  let prefix = re.slice(0, i);
+  const next = re[i];
+  if (next === '?' || next === '*' || next === '{') prefix = prefix.slice(0, -1);
+  return prefix;
+}
+
 function hasHeaderValue(raw: readonly string[], name: string, value: string): boolean {
   for (let i = 0; i < raw.length; i += 2) {
     const k = raw[i] as string;
@@ -175,25 +202,121 @@ export type RouteDecision =
 const PASSTHROUGH: RouteDecision = Object.freeze({ kind: 'passthrough' });
 const NO_ROUTE: RouteDecision = Object.freeze({ kind: 'no_route' });
 
-/** Route decisions are cached per route object so `route()` allocates nothing. */
-const decisionOf = new WeakMap<CompiledRoute, RouteDecision>();
+/** A bucket is indexed by leading path segments only when it has at least this many routes. */
+const INDEX_MIN_ROUTES = 8;
+/** ...and when the index stays small: (distinct keys) × (routes listed under every one). */
+const INDEX_MAX_ENTRIES = 100_000;
+/** Buckets remembered for hosts that no route names exactly (wildcards, host-less routes). */
+const HOST_CACHE_MAX = 256;
+
+/** Deepest path-segment index tried; the depth with the most distinct keys wins. */
+const INDEX_MAX_DEPTH = 3;
+
+/**
+ * The first `depth` segments of a path, without the leading `/` (`/a/b/c`, 2 → `a/b`); the whole
+ * path when it has fewer. The path is normalised and has no query.
+ */
+function pathKey(path: string, depth: number): string {
+  let end = 0;
+  for (let d = 0; d < depth; d++) {
+    end = path.indexOf('/', end + 1);
+    if (end === -1) return path.slice(1);
+  }
+  return path.slice(1, end);
+}
+
+/**
+ * The key at `depth` that every path a route can match has, or null when it is not fixed: no
+ * path condition, or a prefix (of a `prefix:` or the literal start of a `regex:`) that does not
+ * fix `depth` whole segments (`/api` also matches `/apix`).
+ */
+function routeKey(r: CompiledRoute, depth: number): string | null {
+  if (r.pathIsExact) return pathKey(r.pathLiteral as string, depth);
+  const p = r.pathLiteral ?? r.regexLiteral;
+  if (p === '' || p.charCodeAt(0) !== 47) return null;
+  let end = 0;
+  for (let d = 0; d < depth; d++) {
+    end = p.indexOf('/', end + 1);
+    if (end === -1) return null;
+  }
+  return p.slice(1, end);
+}
+
+/**
+ * The routes that can match one host, in file order. With many routes they are also indexed by
+ * the leading path segments their path conditions fix (at the depth, 1 to 3, that tells most of
+ * them apart), so a lookup walks only the routes that can match that key (plus those whose key is
+ * not fixed), still in file order.
+ */
+class Bucket {
+  private readonly index: Map<string, CompiledRoute[]> | null = null;
+  private readonly depth: number = 1;
+  /** routes whose key is not fixed: the candidates for a key not in `index` */
+  private readonly rest: CompiledRoute[] = [];
+
+  constructor(readonly routes: readonly CompiledRoute[]) {
+    if (routes.length < INDEX_MIN_ROUTES) return;
+    let best: (string | null)[] | null = null;
+    let bestDistinct = 1;
+    for (let depth = 1; depth <= INDEX_MAX_DEPTH; depth++) {
+      const keys = routes.map((r) => routeKey(r, depth));
+      const distinct = new Set<string>();
+      let unfixed = 0;
+      for (const k of keys) {
+        if (k === null) unfixed++;
+        else distinct.add(k);
+      }
+      if (distinct.size > bestDistinct && distinct.size * (unfixed + 1) <= INDEX_MAX_ENTRIES) {
+        best = keys;
+        bestDistinct = distinct.size;
+        this.depth = depth;
+      }
+    }
+    if (best === null) return;
+    const index = new Map<string, CompiledRoute[]>();
+    for (const k of best) if (k !== null && !index.has(k)) index.set(k, []);
+    for (let i = 0; i < routes.length; i++) {
+      const r = routes[i] as CompiledRoute;
+      const k = best[i];
+      if (k === null || k === undefined) {
+        this.rest.push(r);
+        for (const list of index.values()) list.push(r);
+      } else {
+        (index.get(k) as CompiledRoute[]).push(r);
+      }
+    }
+    this.index = index;
+  }
+
+  find(path: string, method: string, rawHeaders: readonly string[]): CompiledRoute | null {
+    let list = this.routes;
+    if (this.index !== null) list = this.index.get(pathKey(path, this.depth)) ?? this.rest;
+    for (let i = 0; i < list.length; i++) {
+      const r = list[i] as CompiledRoute;
+      if (r.matches(path, method, rawHeaders)) return r;
+    }
+    return null;
+  }
+}
 
 export class RouteTable {
   readonly routes: readonly CompiledRoute[];
   /** routes that can match each exact host, in file order */
-  private readonly byHost = new Map<string, CompiledRoute[]>();
-  /** routes that can match a host not in `byHost` (wildcard or host-less), in file order */
-  private readonly fallback: HostRule[] = [];
+  private readonly byHost = new Map<string, Bucket>();
+  /** buckets made on demand for hosts not in `byHost` (least recently made first) */
+  private readonly hostCache = new Map<string, Bucket>();
+  /** the bucket of a host no route names at all (host-less routes and `*` only) */
   private readonly wildcards: HostRule[] = [];
+  private readonly anyHost: Bucket | null;
   readonly passthrough: boolean;
 
   constructor(cfg: OutboundConfig, clusters: ReadonlyMap<string, Cluster>, metrics: Metrics) {
     this.passthrough = cfg.unknownHosts === 'passthrough';
     const routes: CompiledRoute[] = [];
     const exactHosts = new Set<string>();
+    let hasSuffixes = false;
     for (const r of cfg.routes) {
       const cr = new CompiledRoute(r, clusters, metrics);
-      decisionOf.set(cr, Object.freeze({ kind: 'route', route: cr }));
       routes.push(cr);
       const exact = new Set<string>();
       let suffixes: string[] | null = null;
@@ -201,8 +324,10 @@ export class RouteTable {
       else {
         suffixes = [];
         for (const h of r.match.host) {
-          if (h.startsWith('*.')) suffixes.push(h.slice(1));
-          else if (h === '*') suffixes.push('');
+          if (h.startsWith('*.')) {
+            suffixes.push(h.slice(1));
+            hasSuffixes = true;
+          } else if (h === '*') suffixes.push('');
           else {
             exact.add(h);
             exactHosts.add(h);
@@ -212,31 +337,34 @@ export class RouteTable {
       this.wildcards.push({ route: cr, suffixes, exact });
     }
     this.routes = routes;
-    for (const h of exactHosts) {
-      const list: CompiledRoute[] = [];
-      for (const w of this.wildcards) if (hostMatches(w, h)) list.push(w.route);
-      this.byHost.set(h, list);
+    for (const h of exactHosts) this.byHost.set(h, this.bucketFor(h));
+    // Without `*.suffix` hosts every unnamed host has the same candidates: one shared bucket.
+    this.anyHost = hasSuffixes ? null : this.bucketFor(null);
+  }
+
+  /** The routes whose host condition admits `host` (null: a host no route names), in file order. */
+  private bucketFor(host: string | null): Bucket {
+    const list: CompiledRoute[] = [];
+    for (const w of this.wildcards) {
+      if (host === null ? w.suffixes === null || w.suffixes.includes('') : hostMatches(w, host)) list.push(w.route);
     }
-    for (const w of this.wildcards) if (w.suffixes === null || w.suffixes.length > 0) this.fallback.push(w);
+    return new Bucket(list);
   }
 
   /** `host` is lower-case without port. */
   route(host: string, path: string, method: string, rawHeaders: readonly string[]): RouteDecision {
-    const exact = this.byHost.get(host);
-    if (exact !== undefined) {
-      for (let i = 0; i < exact.length; i++) {
-        const r = exact[i] as CompiledRoute;
-        if (r.matches(path, method, rawHeaders)) return decisionOf.get(r) as RouteDecision;
-      }
-    } else {
-      const fb = this.fallback;
-      for (let i = 0; i < fb.length; i++) {
-        const w = fb[i] as HostRule;
-        if (hostMatches(w, host) && w.route.matches(path, method, rawHeaders)) {
-          return decisionOf.get(w.route) as RouteDecision;
-        }
+    let b = this.byHost.get(host) ?? this.anyHost;
+    if (b === null) {
+      b = this.hostCache.get(host) ?? null;
+      if (b === null) {
+        // Hosts come from clients: the cache is bounded, oldest entry out first.
+        if (this.hostCache.size >= HOST_CACHE_MAX) this.hostCache.delete(this.hostCache.keys().next().value as string);
+        b = this.bucketFor(host);
+        this.hostCache.set(host, b);
       }
     }
+    const r = b.find(path, method, rawHeaders);
+    if (r !== null) return r.decision;
     return this.passthrough ? PASSTHROUGH : NO_ROUTE;
   }
 
