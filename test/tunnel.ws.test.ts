@@ -203,7 +203,14 @@ after(async () => {
 
 test('WebSocket echo (text, binary, 300 kB) through a routed outbound upgrade; headers as on plain requests', async () => {
   const before = wsRouted.heads.length;
-  const ws = await openWs(p.outbound, '/chat/room?id=1', { host: 'chat-svc', 'x-debug': '1', 'x-forwarded-for': '10.9.9.9' });
+  const ws = await openWs(p.outbound, '/chat/room?id=1', {
+    host: 'chat-svc',
+    'x-debug': '1',
+    'x-forwarded-for': '10.9.9.9',
+    'proxy-connection': 'keep-alive',
+    'keep-alive': 'timeout=5',
+    te: 'trailers',
+  });
   await echoRoundTrip(ws);
   const h = wsRouted.heads[before]!;
   assert.equal(h['x-env'], 'prod');
@@ -214,6 +221,8 @@ test('WebSocket echo (text, binary, 300 kB) through a routed outbound upgrade; h
   assert.match(String(h['traceparent']), /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
   assert.equal(String(h['upgrade']).toLowerCase(), 'websocket');
   assert.equal(String(h['connection']).toLowerCase(), 'upgrade');
+  for (const hop of ['proxy-connection', 'keep-alive', 'te']) assert.equal(h[hop], undefined, hop);
+  assert.match(String(h['sec-websocket-key']), /.+/); // end-to-end WebSocket headers pass
   await closeWs(ws);
 });
 
@@ -358,4 +367,23 @@ test('tunnels are logged once when they close, with bytes both ways, and counted
   assert.match(metrics, /outrigger_requests_total\{direction="outbound",route="chat",cluster="chat",code="101"\} [1-9]/);
   assert.match(metrics, /outrigger_requests_total\{direction="outbound",route="raw-tcp",cluster="tcp",code="200"\} [1-9]/);
   assert.match(metrics, /outrigger_requests_total\{direction="inbound",route="app",cluster="app",code="101"\} [1-9]/);
+});
+
+test('a drain closes open tunnels (upgrade and CONNECT) at its deadline', async () => {
+  const q = await startProxy(`
+admin: { listen: 127.0.0.1:0 }
+outbound:
+  listen: 127.0.0.1:0
+  routes:
+    - { name: chat, match: { host: chat-svc }, cluster: chat }
+clusters:
+  chat: { endpoints: ["127.0.0.1:${wsRouted.port}"] }
+`);
+  const ws = await openWs(q.outbound, '/', { host: 'chat-svc' });
+  const c = await connectVia(q.outbound, `127.0.0.1:${tcpEcho.port}`);
+  assert.equal(c.status, 200);
+  const wsClosed = once(ws, 'close');
+  const tcpClosed = once(c.socket, 'close');
+  await q.close(); // drain with a zero deadline
+  await Promise.all([wsClosed, tcpClosed]);
 });
