@@ -147,6 +147,7 @@ export function renderMarkdown(header: ReportHeader, samples: readonly Sample[],
         const o = get(summary, c.scenario, 'outrigger', c.metric);
         const q = get(summary, c.scenario, p, c.metric);
         if (o === null || q === null) return '–';
+        if (c.scenario === 'rate' && (overloaded(summary, 'outrigger', rateRps) || overloaded(summary, p, rateRps))) return 'n/a ‡';
         // added latencies are differences near zero: a ratio of them is noise, a difference is not
         if (c.metric.startsWith('added_')) {
           const unit = c.metric.endsWith('_ms') ? 'ms' : 'MiB';

@@ -114,7 +114,7 @@ function runSeconds(s: ScenarioName): number {
     case 'large':
       return settings.warmupS + settings.saturationS + 1;
     case 'rate':
-      return settings.warmupS + settings.rateS + 1;
+      return 2 * settings.warmupS + settings.rateS + 1;
     case 'download':
       return 1 + settings.downloadBytes / 250e6;
     case 'upload':

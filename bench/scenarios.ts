@@ -129,6 +129,9 @@ export async function runScenario(name: ScenarioName, t: RunningTarget, s: Setti
     }
     case 'rate': {
       const o = { port: t.port, path: '/small', host: BENCH_HOST, rps: s.rateRps, connections: 64 };
+      // A fresh Node proxy needs thousands of requests before its JIT settles; at a fixed rate
+      // the cold start alone builds a queue that lasts seconds. Saturate first, then pace.
+      await saturate(tool, t.port, '/small', s.connections, s.warmupS);
       await runPaced({ ...o, durationS: s.warmupS });
       const r = await runPaced({ ...o, durationS: s.rateS });
       metrics['achieved_rps'] = r.achievedRps;
