@@ -77,7 +77,7 @@ test('credentials in requests and responses never reach the log', async () => {
   assert.equal(ok.headers['set-cookie']?.[0], SECRETS.setCookie);
   // refused at the edge, no route, upstream TLS failure (the app speaks plaintext): every
   // error path logs something at debug level
-  await rawExchange(p.outbound, `GET /x HTTP/1.1\r\nHost: app\r\nAuthorization: ${SECRETS.authorization}\r\nCookie: ${SECRETS.cookie}\r\nContent_Length: 1\r\n\r\n`, 2000);
+  await rawExchange(p.outbound, `GET /x?access_token=${NEEDLES[0]} HTTP/1.1\r\nHost: app\r\nAuthorization: ${SECRETS.authorization}\r\nCookie: ${SECRETS.cookie}\r\nContent_Length: 1\r\n\r\n`, 2000);
   await rawExchange(p.outbound, `GET /x HTTP/1.1\r\nHost: app\r\nHost: b\r\nProxy-Authorization: ${SECRETS['proxy-authorization']}\r\n\r\n`, 2000);
   // passthrough to a name that does not resolve (.invalid, RFC 6761)
   assert.ok((await request(p.outbound, { path: '/x', headers: { host: 'nowhere.invalid', ...creds } })).status >= 400);

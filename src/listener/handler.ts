@@ -285,7 +285,8 @@ export class ListenerHandler implements ExchangeSink {
       {
         direction: this.direction,
         method: req.method,
-        path: req.url,
+        // as for forwarded requests, the path without its query (queries carry tokens)
+        path: pathOnly(req.url ?? ''),
         host: req.headers.host,
         status: err.status,
         duration_ms: 0,
@@ -350,6 +351,11 @@ export class ListenerHandler implements ExchangeSink {
   budgetExhausted(x: Exchange): void {
     this.ctx.metrics.retryBudgetExhausted.labels(x.clusterName).inc();
   }
+}
+
+function pathOnly(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
 }
 
 /** The principal of a TLS socket as recorded at handshake; null for plaintext. */
