@@ -104,7 +104,13 @@ export interface ReportHeader {
 export function renderMarkdown(header: ReportHeader, samples: readonly Sample[], targets: readonly string[], failures: readonly string[]): string {
   const summary = summarize(samples);
   const rateRps = Number(header.settings['rateRps'] ?? 5000);
-  const present = COLUMNS.filter((c) => targets.some((t) => get(summary, c.scenario, t, c.metric) !== null));
+  // with `--load both` the saturation scenarios are labelled small/wrk, small/autocannon...
+  const expanded: Column[] = [];
+  for (const c of COLUMNS) {
+    const labels = Object.keys(summary).filter((l) => l === c.scenario || l.startsWith(`${c.scenario}/`));
+    for (const l of labels) expanded.push(l === c.scenario ? c : { ...c, scenario: l, title: `${c.title} (${l.slice(c.scenario.length + 1)})` });
+  }
+  const present = expanded.filter((c) => targets.some((t) => get(summary, c.scenario, t, c.metric) !== null));
   const lines: string[] = [];
   lines.push(`# outrigger benchmark (${header.date})`);
   lines.push('');
