@@ -95,9 +95,29 @@ async function run(args: string[]): Promise<number> {
   }
   const configFile = values.config ?? process.env['OUTRIGGER_CONFIG'] ?? DEFAULT_CONFIG;
   const logLevel = values['log-level'] ?? process.env['LOG_LEVEL'] ?? 'info';
-  let proxy: Proxy;
+  // Signal handlers go in before anything starts: a SIGTERM while we load and bind (a pod deleted
+  // during startup) would otherwise kill the process with the default action, with no drain.
+  let proxy: Proxy | null = null;
+  let pendingStop: string | null = null;
+  let signals = 0;
+  const onStop = (sig: string): void => {
+    signals++;
+    if (signals > 1) {
+      proxy?.log.warn({ signal: sig }, 'second signal: exiting now');
+      proxy?.log.flush();
+      process.exit(0);
+    }
+    if (proxy === null) pendingStop = sig;
+    else proxy.shutdown(sig);
+  };
+  process.on('SIGTERM', () => onStop('SIGTERM'));
+  process.on('SIGINT', () => onStop('SIGINT'));
+  // The watcher may already have seen the change SIGHUP announces: hangup() never reloads twice.
+  // Before the proxy exists there is nothing to reload: the first load reads the file anyway.
+  process.on('SIGHUP', () => void proxy?.hangup());
+  let started: Proxy;
   try {
-    proxy = await Proxy.start({ configFile, logLevel });
+    started = await Proxy.start({ configFile, logLevel });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`outrigger: invalid config\n${err.message}\n`);
@@ -106,28 +126,16 @@ async function run(args: string[]): Promise<number> {
     }
     return 1;
   }
-  let signals = 0;
-  const onStop = (sig: string): void => {
-    signals++;
-    if (signals > 1) {
-      proxy.log.warn({ signal: sig }, 'second signal: exiting now');
-      proxy.log.flush();
-      process.exit(0);
-    }
-    proxy.shutdown(sig);
-  };
-  process.on('SIGTERM', () => onStop('SIGTERM'));
-  process.on('SIGINT', () => onStop('SIGINT'));
-  // The watcher may already have seen the change SIGHUP announces: hangup() never reloads twice.
-  process.on('SIGHUP', () => void proxy.hangup());
+  proxy = started;
+  if (pendingStop !== null) started.shutdown(pendingStop);
   // A bug must not take every connection of the pod down with it: log it loudly and keep serving.
   process.on('uncaughtException', (err) => {
-    proxy.log.error({ err }, 'uncaught exception');
+    started.log.error({ err }, 'uncaught exception');
   });
   process.on('unhandledRejection', (err) => {
-    proxy.log.error({ err }, 'unhandled rejection');
+    started.log.error({ err }, 'unhandled rejection');
   });
-  await proxy.closed;
+  await started.closed;
   return 0;
 }
 
