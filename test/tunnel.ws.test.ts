@@ -140,6 +140,7 @@ function readN(s: net.Socket, n: number): Promise<Buffer> {
 let wsRouted: WsEcho;
 let wsApp: WsEcho;
 let tcpEcho: Awaited<ReturnType<typeof startRawServer>>;
+let silent: Awaited<ReturnType<typeof startRawServer>>;
 let deadPort: number;
 let p: TestProxy;
 let strict: TestProxy;
@@ -148,6 +149,7 @@ before(async () => {
   wsRouted = await startWsEcho();
   wsApp = await startWsEcho();
   tcpEcho = await startRawServer((s) => s.pipe(s));
+  silent = await startRawServer((s) => s.resume()); // reads the upgrade request, never answers
   deadPort = await closedPort();
   p = await startProxy(`
 admin: { listen: 127.0.0.1:0 }
@@ -176,7 +178,12 @@ outbound:
     - name: raw-tcp
       match: { host: tcp-svc }
       cluster: tcp
+    - name: hang
+      match: { host: hang-svc }
+      cluster: silent
+      timeout: 200ms
 clusters:
+  silent: { endpoints: ["127.0.0.1:${silent.port}"] }
   chat: { endpoints: ["127.0.0.1:${wsRouted.port}"] }
   dead: { endpoints: ["127.0.0.1:${deadPort}"] }
   tcp: { endpoints: ["127.0.0.1:${tcpEcho.port}"] }
@@ -198,7 +205,7 @@ clusters:
 
 after(async () => {
   await Promise.all([p.close(), strict.close()]);
-  await Promise.all([wsRouted.close(), wsApp.close(), tcpEcho.close()]);
+  await Promise.all([wsRouted.close(), wsApp.close(), tcpEcho.close(), silent.close()]);
 });
 
 test('WebSocket echo (text, binary, 300 kB) through a routed outbound upgrade; headers as on plain requests', async () => {
@@ -301,6 +308,10 @@ test('upstream unreachable before the 101 → 502 upstream_connect_failure; unkn
     return true;
   });
   await assert.rejects(openWs(strict.outbound, '/', { host: 'nowhere-svc' }), (e: { status: number; reason: string }) => e.status === 404 && e.reason === 'no_route');
+});
+
+test('an upstream that never answers the upgrade → 504 upstream_timeout at the route timeout', async () => {
+  await assert.rejects(openWs(p.outbound, '/', { host: 'hang-svc' }), (e: { status: number; reason: string }) => e.status === 504 && e.reason === 'upstream_timeout');
 });
 
 test('an upgrade the upstream refuses is relayed as its plain response', async () => {

@@ -108,7 +108,10 @@ class Tunnel {
   /** wait for the upstream's answer (ms, 0 = none) */
   timeout = 0;
   idleMs = 0;
+  /** the endpoint of the attempt in progress or of the open tunnel (counted in its `active`) */
   private endpoint: Endpoint | null = null;
+  /** the endpoint of the previous attempt, which a connect retry avoids */
+  private lastEndpoint: Endpoint | null = null;
   private token: BreakerToken | null = null;
   private upSocket: Socket | null = null;
   private upReq: http.ClientRequest | null = null;
@@ -159,6 +162,8 @@ class Tunnel {
     if (this.timeout > 0 && this.timer === null && this.kind === 'upgrade') {
       this.timer = setTimeout(() => {
         this.timer = null;
+        if (this.answered) return;
+        this.settleEndpoint(true);
         this.abortUpstream();
         this.refuse(proxyError('upstream_timeout'), 'upstream_timeout');
       }, this.timeout);
@@ -259,10 +264,9 @@ class Tunnel {
     this.token?.done(failure);
     this.token = null;
     cluster.onAttemptResult(ep, failure);
-    // keep the endpoint as `avoid` for a connect retry
+    // kept as `avoid` for a connect retry
     this.lastEndpoint = ep;
   }
-  private lastEndpoint: Endpoint | null = null;
 
   /** The upstream answered 101: send it on and splice the sockets. */
   private upgraded(res: IncomingMessage, usock: Socket, uhead: Buffer): void {
