@@ -429,3 +429,14 @@ test('access log lines carry the contract fields', async () => {
   assert.equal(line['status'], 200);
   assert.equal(line['upstream'], `127.0.0.1:${svc.port}`);
 });
+
+test('absolute-form wins over a different Host, which is replaced (RFC 9112 3.2.2)', async () => {
+  const r = await rawExchange(
+    p.outbound,
+    'GET http://asset-mgr-ms-svc/assetmgrms/rfc HTTP/1.1\r\nHost: somewhere-else\r\nConnection: close\r\n\r\n',
+  );
+  assert.match(r.data, /^HTTP\/1\.1 200/);
+  const seen = svc.requests.at(-1)!;
+  assert.equal(seen.url, '/rfc');
+  assert.equal(seen.headers['host'], 'asset-mgr-ms-svc');
+});

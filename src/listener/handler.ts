@@ -178,11 +178,13 @@ export class ListenerHandler implements ExchangeSink {
       return;
     }
 
-    // outbound. An absolute-form target reached here only if its authority agrees with Host
-    // (edge.ts refuses a disagreement with 400 rather than picking one, RFC 9112 3.2.2 leaves
-    // the choice to the proxy): the route and the Host the upstream sees are the same name, so
-    // Host is forwarded as sent and never overridden.
+    // outbound. An absolute-form target's authority wins over Host (RFC 9112 3.2.2: a proxy
+    // MUST ignore Host and send the target's authority instead), so the route and the Host the
+    // upstream sees are the same name.
     const authority = target.authority ?? hostHeader;
+    if (target.authority !== null && target.authority.toLowerCase() !== hostHeader.toLowerCase()) {
+      info.hostOverride = target.authority;
+    }
     const host = hostOnly(authority);
     x.host = host;
     const decision = rt.routes!.route(host, norm.path, req.method ?? 'GET', req.rawHeaders);

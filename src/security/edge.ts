@@ -17,7 +17,7 @@
  * this module refuses: TE lists ending in chunked (`identity, chunked`, `gzip, chunked`), an
  * empty TE, TE on HTTP/1.0, `_` spellings of framing and forwarding headers, a second Host,
  * Host values that are not an authority (`u@svc`, `svc/admin`, port > 65535), absolute-form
- * targets with another scheme than `http`, with userinfo, or disagreeing with Host, `*` on
+ * targets with another scheme than `http` or with userinfo, `*` on
  * methods other than OPTIONS, `HTTP/2.0` and `HTTP/0.9` request lines (major 2 / 0), and the
  * maxHeaders / maxUrlLength limits; also a Connection header naming Content-Length,
  * Transfer-Encoding or Host, and `Upgrade: h2c`. Node tolerates several spaces between request-line parts;
@@ -87,7 +87,6 @@ const CONNECTION_FRAMING = verdict(400, 'Connection header names a framing heade
 const H2C_UPGRADE = verdict(400, 'Upgrade to h2c is not proxied');
 const BAD_SCHEME = verdict(400, 'absolute-form target with an unsupported scheme');
 const BAD_AUTHORITY = verdict(400, 'absolute-form target with an invalid authority');
-const HOST_MISMATCH = verdict(400, 'Host header differs from the absolute-form authority');
 const BAD_CONNECT = verdict(400, 'CONNECT target is not host:port');
 const BAD_ASTERISK = verdict(400, 'asterisk-form target on a method other than OPTIONS');
 const BAD_TARGET = verdict(400, 'request-target is not origin-, absolute- or asterisk-form');
@@ -244,16 +243,6 @@ function isValidAuthority(v: string, allowEmpty: boolean): boolean {
   return value <= 65535;
 }
 
-/** Host equality for absolute-form checks: case-insensitive, `:80` equal to no port. */
-function sameAuthority(a: string, b: string): boolean {
-  const x = a.toLowerCase();
-  const y = b.toLowerCase();
-  if (x === y) return true;
-  const xs = x.endsWith(':80') ? x.slice(0, -3) : x;
-  const ys = y.endsWith(':80') ? y.slice(0, -3) : y;
-  return xs === ys;
-}
-
 /**
  * Check a request head that Node's parser has accepted. Call first thing in the `request`
  * handler (and in `connect` / `upgrade` handlers), before routing or authorization.
@@ -363,15 +352,10 @@ function checkAbsoluteForm(url: string, host: string | null, minor: number): Edg
   }
   const authority = url.slice(7, end);
   if (!isValidAuthority(authority, false)) return BAD_AUTHORITY;
-  // RFC 9112 3.2.2 lets a proxy ignore Host here; we refuse a disagreement instead, because a
-  // component that reads Host (the app, a log, a second proxy) would see another destination
-  // than the one we route to. Clients sending absolute-form (curl, HTTP_PROXY libraries) send
-  // a matching Host.
-  if (host === null) {
-    if (minor >= 1) return NO_HOST;
-  } else if (!sameAuthority(host, authority)) {
-    return HOST_MISMATCH;
-  }
+  // RFC 9112 3.2.2: a proxy MUST ignore Host here and replace it with the target's authority,
+  // so the route and the Host the upstream sees are always the same name (the listener does the
+  // replacing). HTTP/1.1 still requires a Host field to be present.
+  if (host === null && minor >= 1) return NO_HOST;
   let target = url.slice(end);
   if (target.length === 0) target = '/';
   else if (target.charCodeAt(0) === 0x3f) target = '/' + target;
