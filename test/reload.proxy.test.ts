@@ -387,3 +387,49 @@ test('SIGHUP (hangup) reloads once: not again when the watcher saw the same chan
   await new Promise((r) => setTimeout(r, 2600));
   assert.equal(reloaded().length, 2, JSON.stringify(reloaded().map((l) => l['reason'])));
 });
+
+test('an empty config file (an in-place write caught half-way) is refused, not applied', async (t) => {
+  const svc = await named('svc');
+  const dir = tempDir();
+  const file = path.join(dir, 'outrigger.yaml');
+  fs.writeFileSync(file, config({ svc: svc.port, gen: 'kept' }));
+  const p = await launch(file, false);
+  t.after(async () => {
+    await p.proxy.close();
+    await svc.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  fs.writeFileSync(file, '');
+  assert.equal(await p.proxy.reload('test'), false);
+  const warn = p.logs.filter((l) => String(l['msg']).startsWith('config reload failed')).at(-1)!;
+  assert.match((warn['errors'] as string[])[0]!, /:1:1: config file is empty/);
+  assert.deepEqual(body(await request(p.outbound, { headers: { host: 'svc' } })), { name: 'svc', gen: 'kept' });
+});
+
+test('a certificate file the config names is watched: new content rebuilds the cluster that uses it', async (t) => {
+  const { makePki } = await import('./helpers/certs.js');
+  const svc = await named('svc');
+  const dir = tempDir();
+  const pki = await makePki(dir);
+  const ca = path.join(dir, 'upstream-ca.pem');
+  fs.copyFileSync(pki.ca, ca);
+  const file = path.join(dir, 'outrigger.yaml');
+  fs.writeFileSync(
+    file,
+    config({ svc: svc.port }).replace('drain:', `  secure: { endpoints: ["127.0.0.1:${svc.port}"], tls: { ca: ${ca}, serverName: svc.test } }\ndrain:`),
+  );
+  const p = await launch(file, true);
+  t.after(async () => {
+    await p.proxy.close();
+    await svc.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  assert.equal(p.logs.some((l) => l['msg'] === 'config reloaded'), false);
+  // A rotated CA bundle: same path, new bytes, written by rename as cert-manager/kubelet do.
+  fs.copyFileSync(pki.otherCa, `${ca}.tmp`);
+  fs.renameSync(`${ca}.tmp`, ca);
+  const line = await waitFor(() => p.logs.find((l) => l['msg'] === 'config reloaded'), 'the reload on the CA change');
+  assert.equal(line['reason'], 'file changed');
+  assert.deepEqual(line['created'], ['secure'], 'only the cluster using the file is rebuilt');
+  assert.equal((await request(p.outbound, { headers: { host: 'svc' } })).status, 200);
+});
