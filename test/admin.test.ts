@@ -3,7 +3,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import path from 'node:path';
 import { request, startUpstream, type Upstream } from './helpers/servers.js';
 import { startProxy, tempDir, type TestProxy } from './helpers/proxy.js';
 
