@@ -359,3 +359,47 @@ test('over TLS: the in-flight request gets connection: close; sockets still in t
   await closed(silent);
   assert.equal(tracker.size, 0);
 });
+
+test('settled() waits for the requests in flight at the call, not for later ones', { timeout: 15_000 }, async (t) => {
+  const p = parking();
+  const { tracker, port } = await start(t, p.handler);
+  const agent = keepAliveAgent(t);
+  await tracker.settled(); // nothing in flight: resolves at once
+  const first = get(port, agent, '/slow');
+  const firstRes = await p.arrived();
+  let settled = false;
+  const barrier = tracker.settled().then(() => (settled = true));
+  // A request that starts after the barrier and stays open must not hold it.
+  const later = get(port, agent, '/slow');
+  const laterRes = await p.arrived();
+  assert.equal(tracker.inFlight, 2);
+  // Still pending: the first request has not finished (checked after a full round trip).
+  assert.equal((await get(port, agent, '/fast')).body, 'ok');
+  assert.equal(settled, false);
+  firstRes.end('one');
+  await barrier;
+  assert.equal((await first).body, 'one');
+  assert.equal(tracker.inFlight, 1);
+  laterRes.end('two');
+  assert.equal((await later).body, 'two');
+});
+
+test('closeConnectionsAfterResponse(): keeps accepting, every response closes its connection', { timeout: 15_000 }, async (t) => {
+  const p = parking();
+  const { tracker, port } = await start(t, p.handler);
+  const agent = keepAliveAgent(t);
+  const before = await get(port, agent, '/fast');
+  assert.equal(before.headers.connection, 'keep-alive');
+  const pending = get(port, agent, '/slow');
+  const res = await p.arrived();
+  tracker.closeConnectionsAfterResponse();
+  res.end('late');
+  const r = await pending;
+  assert.equal(r.headers.connection, 'close', 'a response started before the call but not yet written');
+  await closed(r.socket);
+  const fresh = await get(port, agent, '/fast');
+  assert.equal(fresh.status, 200, 'still accepting');
+  assert.equal(fresh.headers.connection, 'close');
+  await closed(fresh.socket);
+  assert.equal(tracker.draining, false);
+});

@@ -19,6 +19,10 @@
  * 5. Resolve when nothing is open; at the deadline destroy what is left (tunnels included) and
  *    resolve.
  *
+ * Before the drain (during `drain.delay`), {@link ConnectionTracker.closeConnectionsAfterResponse}
+ * moves keep-alive clients off one response at a time while still accepting; and hot reload uses
+ * {@link ConnectionTracker.settled} to learn when the requests of an old snapshot are done.
+ *
  * A connection accepted before the drain that has not sent a request yet is *not* closed at once:
  * Node does not count it as idle, and the client most likely connected to send one. It gets its
  * one response with `Connection: close`, or is cut at the deadline.
