@@ -13,7 +13,7 @@ import { listenerChanged } from './config/diff.js';
 import { watchFiles, type FileWatcher } from './config/watch.js';
 import { Listener, principals, type TlsServerOptions } from './listener/listener.js';
 import type { ListenerContext } from './listener/handler.js';
-import { buildRuntime, type Runtime } from './runtime.js';
+import { buildRuntime, type BuildResult, type Runtime } from './runtime.js';
 import type { Cluster } from './cluster/cluster.js';
 import type { PassthroughPools } from './upstream/passthrough.js';
 import { HandshakeFailureLog, inboundServerOptions, readTlsMaterial, verifyClientSocket } from './security/tls.js';
@@ -295,14 +295,12 @@ export class Proxy implements ListenerContext {
         }
       }
     } catch (err) {
-      await Promise.all(fresh.map((f) => f.l.drain(0)));
-      await Promise.all(built.created.map((c) => c.destroy()));
+      await discard(fresh, built, prev);
       return this.fail([failure ?? `${file}: cannot bind listener: ${(err as Error).message}`]);
     }
     if (this.draining) {
       // A shutdown began while we were building: it drains the listeners it knows; drop ours.
-      await Promise.all(fresh.map((f) => f.l.drain(0)));
-      await Promise.all(built.created.map((c) => c.destroy()));
+      await discard(fresh, built, prev);
       return false;
     }
 
@@ -448,6 +446,13 @@ export class Proxy implements ListenerContext {
     await this.stopRest();
     this.resolveClosed();
   }
+}
+
+/** Undoes a snapshot that will not go live: its new listeners, clusters and passthrough pools. */
+async function discard(fresh: readonly { l: Listener }[], built: BuildResult, prev: Runtime): Promise<void> {
+  await Promise.all(fresh.map((f) => f.l.drain(0)));
+  await Promise.all(built.created.map((c) => c.destroy()));
+  if (built.runtime.passthrough !== prev.passthrough) await built.runtime.passthrough.destroy();
 }
 
 function tlsModeChanged(dir: 'inbound' | 'outbound', a: Config, b: Config): boolean {
