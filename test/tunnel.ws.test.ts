@@ -252,6 +252,26 @@ test('the route prefix rewrite and response header policy apply to the upgrade',
   assert.equal(headers['x-served-by'], 'outrigger');
 });
 
+test('an absolute-form upgrade (HTTP_PROXY style) routes on the target and sends its authority as Host', async () => {
+  const n = wsRouted.heads.length;
+  const s = net.connect(p.outbound, '127.0.0.1');
+  s.on('error', () => undefined);
+  const head = new Promise<string>((resolve) => {
+    let buf = '';
+    s.on('data', (c: Buffer) => {
+      buf += c.toString('latin1');
+      if (buf.includes('\r\n\r\n')) resolve(buf);
+    });
+  });
+  s.write(
+    'GET http://chat-svc/chat/abs HTTP/1.1\r\nHost: somewhere-else\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+  );
+  assert.match(await head, /^HTTP\/1\.1 101 /);
+  assert.equal(wsRouted.heads[n]!.host, 'chat-svc');
+  s.destroy();
+});
+
 test('WebSocket echo through passthrough (unknown host) and through the inbound listener', async () => {
   const a = await openWs(p.outbound, '/x', { host: `127.0.0.1:${wsRouted.port}` });
   await echoRoundTrip(a);

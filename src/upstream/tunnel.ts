@@ -550,6 +550,10 @@ export function handleUpgrade(l: Listener, req: IncomingMessage, socket: Socket,
   }
 
   const authority = target.authority ?? hostHeader;
+  if (target.authority !== null && target.authority.toLowerCase() !== hostHeader.toLowerCase()) {
+    // absolute-form wins over Host (RFC 9112 3.2.2), as for plain requests
+    info.hostOverride = target.authority;
+  }
   const host = hostOnly(authority);
   t.host = host;
   const decision = rt.routes!.route(host, norm.path, req.method ?? 'GET', req.rawHeaders);
