@@ -433,3 +433,38 @@ test('a certificate file the config names is watched: new content rebuilds the c
   assert.deepEqual(line['created'], ['secure'], 'only the cluster using the file is rebuilt');
   assert.equal((await request(p.outbound, { headers: { host: 'svc' } })).status, 200);
 });
+
+test('turning inbound TLS on at the same fixed address is refused with a clear message', async (t) => {
+  const { makePki } = await import('./helpers/certs.js');
+  const app = await named('app');
+  const svc = await named('svc');
+  const dir = tempDir();
+  const pki = await makePki(dir);
+  const server = await pki.issue('server', { uris: ['spiffe://cluster.local/ns/t/sa/server'], ips: ['127.0.0.1'] });
+  // A fixed port (port 0 would just mean "another ephemeral port").
+  const fixed = await new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+  const file = path.join(dir, 'outrigger.yaml');
+  const plain = config({ svc: svc.port, app: app.port }).replace('inbound: { listen: 127.0.0.1:0,', `inbound: { listen: 127.0.0.1:${fixed},`);
+  fs.writeFileSync(file, plain);
+  const p = await launch(file, false);
+  t.after(async () => {
+    await p.proxy.close();
+    await Promise.all([app.close(), svc.close()]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  assert.equal(p.inbound, fixed);
+  fs.writeFileSync(
+    file,
+    plain.replace(`app: 127.0.0.1:${app.port} }`, `app: 127.0.0.1:${app.port}, tls: { cert: ${server.cert}, key: ${server.key}, ca: ${pki.ca} } }`),
+  );
+  assert.equal(await p.proxy.reload('test'), false);
+  const warn = p.logs.filter((l) => String(l['msg']).startsWith('config reload failed')).at(-1)!;
+  assert.match((warn['errors'] as string[])[0]!, new RegExp(`inbound\\.tls: .*needs a new socket on 127\\.0\\.0\\.1:${fixed}.*restart to apply`));
+  // Still the plain listener, still serving.
+  assert.equal(body(await request(fixed, { headers: { host: 'app' } })).name, 'app');
+});
