@@ -17,6 +17,7 @@ import type { Direction, Metrics, RouteStats } from '../telemetry/metrics.js';
 import type { CompiledRoute } from '../router/table.js';
 import type { Runtime } from '../runtime.js';
 import { startMirror } from '../upstream/mirror.js';
+import { DegradedEpisode } from '../resilience/degraded.js';
 
 /** Where a listener reads the snapshot in force and the shared services. */
 export interface ListenerContext {
@@ -98,6 +99,9 @@ export class ListenerHandler implements ExchangeSink {
   active = 0;
   private readonly activeGauge;
   private readonly errorCounters = new Map<string, { inc(): void }>();
+  private readonly overflowCounter: { inc(): void };
+  /** one warning when the listener starts refusing at maxConcurrent, one when it stops */
+  private readonly overflowEpisode: DegradedEpisode;
 
   constructor(
     readonly direction: Direction,
@@ -105,6 +109,11 @@ export class ListenerHandler implements ExchangeSink {
     private readonly proto: 'http' | 'https',
   ) {
     this.activeGauge = ctx.metrics.activeDirection[direction];
+    this.overflowCounter = ctx.metrics.overflows.labels(direction, 'maxConcurrent');
+    this.overflowEpisode = new DegradedEpisode(
+      () => ctx.log.warn({ direction }, 'listener at maxConcurrent: requests refused with 503 overflow'),
+      (n) => ctx.log.warn({ direction, refused: n }, 'listener no longer at maxConcurrent'),
+    );
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
@@ -132,7 +141,8 @@ export class ListenerHandler implements ExchangeSink {
       return;
     }
     if (this.active >= lc.maxConcurrent) {
-      this.ctx.metrics.overflows.labels(this.direction, 'maxConcurrent').inc();
+      this.overflowCounter.inc();
+      this.overflowEpisode.hit();
       this.reject(req, res, proxyError('overflow', 'maxConcurrent'), null);
       return;
     }

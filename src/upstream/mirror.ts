@@ -38,14 +38,14 @@ class MirrorHandler implements Dispatcher.DispatchHandler {
     if (this.finished) return;
     this.finished = true;
     this.ep.active--;
-    this.cluster.active--;
+    this.cluster.requestEnded();
   }
 }
 
 export function startMirror(x: Exchange, cluster: Cluster, log: Logger): void {
-  if (cluster.overflowing()) return;
   const ep = cluster.pick(x.hashKey, undefined);
-  if (ep === null) return;
+  // a mirror never queues: no free connection, no copy
+  if (ep === null || !cluster.admits(ep)) return;
   const src = x.upstreamHeaders;
   const headers: string[] = [];
   for (let i = 0; i < src.length; i += 2) {
@@ -54,7 +54,7 @@ export function startMirror(x: Exchange, cluster: Cluster, log: Logger): void {
     headers.push(k, k.length === 4 && k.toLowerCase() === 'host' ? `${v}-shadow` : v);
   }
   ep.active++;
-  cluster.active++;
+  cluster.requestStarted();
   const body = x.teeBody();
   body?.on('error', () => undefined);
   try {
@@ -71,7 +71,7 @@ export function startMirror(x: Exchange, cluster: Cluster, log: Logger): void {
     );
   } catch (err) {
     ep.active--;
-    cluster.active--;
+    cluster.requestEnded();
     log.debug({ cluster: cluster.name, err: (err as Error).message }, 'mirror request not sent');
   }
 }

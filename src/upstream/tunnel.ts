@@ -171,13 +171,14 @@ class Tunnel {
     const cluster = this.cluster;
     let sock: Socket;
     if (cluster !== null) {
-      if (cluster.overflowing()) {
-        this.refuse(proxyError('overflow', 'cluster maxPending'), 'overflow');
-        return;
-      }
       const ep = cluster.pick(this.hashKey, this.lastEndpoint ?? undefined);
       if (ep === null) {
         this.refuse(proxyError('no_healthy_upstream'), 'no_healthy_upstream');
+        return;
+      }
+      if (!cluster.admits(ep)) {
+        cluster.overflowed(this.listener.direction);
+        this.refuse(proxyError('overflow', 'cluster maxPending'), 'overflow');
         return;
       }
       if (cluster.breaker !== null) {
@@ -189,7 +190,7 @@ class Tunnel {
       }
       this.endpoint = ep;
       ep.active++;
-      cluster.active++;
+      cluster.requestStarted();
       this.upstream = ep.key;
       const opts = cluster.connectOptions;
       const host = ep.address.host;
@@ -260,7 +261,7 @@ class Tunnel {
     if (ep === null || cluster === null) return;
     this.endpoint = null;
     ep.active--;
-    cluster.active--;
+    cluster.requestEnded();
     this.token?.done(failure);
     this.token = null;
     cluster.onAttemptResult(ep, failure);
@@ -386,7 +387,7 @@ class Tunnel {
         const ep = this.endpoint;
         this.endpoint = null;
         ep.active--;
-        this.cluster.active--;
+        this.cluster.requestEnded();
         this.token?.cancel();
         this.token = null;
       }
@@ -406,7 +407,7 @@ class Tunnel {
     if (ep !== null && this.cluster !== null) {
       this.endpoint = null;
       ep.active--;
-      this.cluster.active--;
+      this.cluster.requestEnded();
     }
     const ctx = this.listener.context;
     const seconds = (performance.now() - this.t0) / 1000;
