@@ -109,6 +109,28 @@ resolver: { servers: ["127.0.0.1:${dns.port}"] }
   assert.equal((await request(p.outbound, { headers: { host: 'd' } })).status, 200);
 });
 
+test('/ready: a DNS cluster that failed its first resolution does not hold readiness', async (t) => {
+  const dns = await startDnsServer();
+  dns.fail(true, 'servfail');
+  const p = await startProxy(`
+admin: { listen: 127.0.0.1:0 }
+outbound:
+  listen: 127.0.0.1:0
+  routes: [ { name: d, match: { host: d }, cluster: d } ]
+clusters:
+  d: { dns: { name: d.test, port: 80, refresh: 5s } }
+resolver: { servers: ["127.0.0.1:${dns.port}"] }
+`);
+  t.after(async () => {
+    await p.close();
+    await dns.close();
+  });
+  // The answer is a failure, but it is an answer: ready (the cluster answers 503 until DNS works).
+  await waitFor(async () => ((await request(p.admin, { path: '/ready' })).status === 200 ? true : undefined), '/ready 200');
+  assert.ok(dns.queries > 0);
+  assert.equal((await request(p.outbound, { headers: { host: 'd' } })).status, 503);
+});
+
 test('shutdown: /ready 503 at once; both listeners keep serving during drain.delay, inbound with Connection: close', async (t) => {
   const app = await gated();
   const svc = await startUpstream();
