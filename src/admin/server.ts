@@ -8,6 +8,7 @@ import type { Address } from '../config/types.js';
 import { renderConfig } from '../config/render.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Runtime } from '../runtime.js';
+import { listenOn } from '../listener/bind.js';
 
 export interface AdminState {
   readonly metrics: Metrics;
@@ -84,15 +85,7 @@ export class AdminServer {
   }
 
   async listen(): Promise<Address> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host: this.address.host, port: this.address.port }, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    const a = this.server.address();
-    this.bound = a !== null && typeof a === 'object' ? { host: a.address, port: a.port } : this.address;
+    this.bound = await listenOn(this.server, this.address);
     return this.bound;
   }
 

@@ -66,6 +66,18 @@ export function parseTarget(url: string): ParsedTarget | null {
   return { authority, path: rest.slice(0, q), query: rest.slice(q) };
 }
 
+/**
+ * The authority an outbound request is routed on: an absolute-form target's authority wins over
+ * Host (RFC 9112 3.2.2: a proxy MUST ignore Host and send the target's authority instead), so the
+ * route and the Host the upstream sees are the same name. Sets `info.hostOverride` when they differ.
+ */
+export function outboundAuthority(target: ParsedTarget, hostHeader: string, info: ForwardingInfo): string {
+  const a = target.authority;
+  if (a === null) return hostHeader;
+  if (a.toLowerCase() !== hostHeader.toLowerCase()) info.hostOverride = a;
+  return a;
+}
+
 /** `Host`-style authority → lower-case host without port (IPv6 keeps its brackets). */
 export function hostOnly(authority: string): string {
   let h = authority;
@@ -188,13 +200,8 @@ export class ListenerHandler implements ExchangeSink {
       return;
     }
 
-    // outbound. An absolute-form target's authority wins over Host (RFC 9112 3.2.2: a proxy
-    // MUST ignore Host and send the target's authority instead), so the route and the Host the
-    // upstream sees are the same name.
-    const authority = target.authority ?? hostHeader;
-    if (target.authority !== null && target.authority.toLowerCase() !== hostHeader.toLowerCase()) {
-      info.hostOverride = target.authority;
-    }
+    // outbound
+    const authority = outboundAuthority(target, hostHeader, info);
     const host = hostOnly(authority);
     x.host = host;
     const decision = rt.routes!.route(host, norm.path, req.method ?? 'GET', req.rawHeaders);

@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import type { Address, ListenerLimits } from '../config/types.js';
 import { ERROR_HEADER } from '../errors.js';
 import { ConnectionTracker } from './connections.js';
+import { listenOn } from './bind.js';
 import { ListenerHandler, type ListenerContext } from './handler.js';
 import type { Direction } from '../telemetry/metrics.js';
 import { handleConnect, handleUpgrade } from '../upstream/tunnel.js';
@@ -132,16 +133,7 @@ export class Listener {
   }
 
   async listen(): Promise<Address> {
-    await new Promise<void>((resolve, reject) => {
-      const onError = (e: Error): void => reject(e);
-      this.server.once('error', onError);
-      this.server.listen({ host: this.address.host, port: this.address.port, exclusive: true }, () => {
-        this.server.off('error', onError);
-        resolve();
-      });
-    });
-    const a = this.server.address();
-    this.bound = a !== null && typeof a === 'object' ? { host: a.address, port: a.port } : this.address;
+    this.bound = await listenOn(this.server, this.address, true);
     return this.bound;
   }
 

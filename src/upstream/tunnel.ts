@@ -24,7 +24,7 @@ import tls from 'node:tls';
 import type { Cluster } from '../cluster/cluster.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import { ERROR_HEADER, errorBody, proxyError, type ProxyError } from '../errors.js';
-import { hostOnly, hostPort, isTlsSocket, parseTarget } from '../listener/handler.js';
+import { hostOnly, hostPort, isTlsSocket, outboundAuthority, parseTarget } from '../listener/handler.js';
 import type { Listener } from '../listener/listener.js';
 import type { BreakerToken } from '../resilience/breaker.js';
 import type { CompiledHeaderOps, CompiledRoute } from '../router/table.js';
@@ -550,11 +550,7 @@ export function handleUpgrade(l: Listener, req: IncomingMessage, socket: Socket,
     return;
   }
 
-  const authority = target.authority ?? hostHeader;
-  if (target.authority !== null && target.authority.toLowerCase() !== hostHeader.toLowerCase()) {
-    // absolute-form wins over Host (RFC 9112 3.2.2), as for plain requests
-    info.hostOverride = target.authority;
-  }
+  const authority = outboundAuthority(target, hostHeader, info);
   const host = hostOnly(authority);
   t.host = host;
   const decision = rt.routes!.route(host, norm.path, req.method ?? 'GET', req.rawHeaders);
