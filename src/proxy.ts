@@ -17,7 +17,7 @@ import { buildRuntime, type BuildResult, type Runtime } from './runtime.js';
 import type { Cluster } from './cluster/cluster.js';
 import type { PassthroughPools } from './upstream/passthrough.js';
 import { HandshakeFailureLog, inboundServerOptions, readTlsMaterial, verifyClientSocket } from './security/tls.js';
-import { createLogger, flushLogger, type Logger } from './telemetry/log.js';
+import { createLoggers, flushLogger, type Logger } from './telemetry/log.js';
 import { Metrics } from './telemetry/metrics.js';
 
 export interface ProxyOptions {
@@ -76,9 +76,14 @@ export class Proxy implements ListenerContext {
     runtime: Runtime,
     metrics: Metrics,
     log: Logger,
+    readonly accessLog: Logger,
   ) {
     this.metrics = metrics;
     this.log = log;
+    metrics.activeSource = () => ({
+      inbound: this.inbound?.handler.active ?? 0,
+      outbound: this.outbound?.handler.active ?? 0,
+    });
     this.rt = runtime;
     this.admin = new AdminServer(config.admin.listen, {
       metrics,
@@ -91,7 +96,8 @@ export class Proxy implements ListenerContext {
   /** Loads the config and starts serving. Throws ConfigError when the config is invalid. */
   static async start(opts: ProxyOptions): Promise<Proxy> {
     const metrics = new Metrics(opts.defaultMetrics ?? true);
-    const log = opts.logDestination !== undefined ? createLogger(opts.logLevel ?? 'info', opts.logDestination) : createLogger(opts.logLevel ?? 'info');
+    const loggers = createLoggers(opts.logLevel ?? 'info', opts.logDestination);
+    const log = loggers.log;
     // The watcher exists before the first read, so a write that lands while we load and bind is
     // seen as a change (one extra reload) instead of being missed until the next edit.
     let target: Proxy | null = null;
@@ -120,7 +126,7 @@ export class Proxy implements ListenerContext {
       watcher?.close();
       throw err;
     }
-    const p = new Proxy(opts, loaded.config, built.runtime, metrics, log);
+    const p = new Proxy(opts, loaded.config, built.runtime, metrics, log, loggers.access);
     try {
       for (const c of built.created) c.start();
       await p.bindListeners(loaded.config);

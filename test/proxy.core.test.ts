@@ -440,3 +440,28 @@ test('absolute-form wins over a different Host, which is replaced (RFC 9112 3.2.
   assert.equal(seen.url, '/rfc');
   assert.equal(seen.headers['host'], 'asset-mgr-ms-svc');
 });
+
+test('outrigger_active_requests counts requests in flight', async () => {
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  const up = await startUpstream((_req, res) => {
+    void held.then(() => res.end('done'));
+  });
+  const q = await startProxy(`
+admin: { listen: 127.0.0.1:0 }
+inbound: { listen: 127.0.0.1:0, app: 127.0.0.1:${up.port} }
+`);
+  try {
+    const pending = request(q.inbound);
+    await waitFor(() => (up.requests.length > 0 ? true : undefined));
+    let m = (await request(q.admin, { path: '/metrics' })).body.toString();
+    assert.match(m, /^outrigger_active_requests\{direction="inbound"\} 1$/m);
+    release();
+    assert.equal((await pending).status, 200);
+    m = (await request(q.admin, { path: '/metrics' })).body.toString();
+    assert.match(m, /^outrigger_active_requests\{direction="inbound"\} 0$/m);
+  } finally {
+    await q.close();
+    await up.close();
+  }
+});

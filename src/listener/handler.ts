@@ -23,6 +23,8 @@ import { DegradedEpisode } from '../resilience/degraded.js';
 export interface ListenerContext {
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** the access log (one line per request) */
+  readonly accessLog: Logger;
   runtime(): Runtime;
   /** principal of an inbound mTLS connection (set at handshake) */
   principalOf(socket: Socket): string | null;
@@ -109,7 +111,6 @@ export function hostPort(authority: string): string | null {
 export class ListenerHandler implements ExchangeSink {
   /** requests in flight on this listener */
   active = 0;
-  private readonly activeGauge;
   private readonly errorCounters = new Map<string, { inc(): void }>();
   private readonly overflowCounter: { inc(): void };
   /** one warning when the listener starts refusing at maxConcurrent, one when it stops */
@@ -120,7 +121,6 @@ export class ListenerHandler implements ExchangeSink {
     private readonly ctx: ListenerContext,
     private readonly proto: 'http' | 'https',
   ) {
-    this.activeGauge = ctx.metrics.activeDirection[direction];
     this.overflowCounter = ctx.metrics.overflows.labels(direction, 'maxConcurrent');
     this.overflowEpisode = new DegradedEpisode(
       () => ctx.log.warn({ direction }, 'listener at maxConcurrent: requests refused with 503 overflow'),
@@ -161,7 +161,6 @@ export class ListenerHandler implements ExchangeSink {
 
     const x = new Exchange(req, res, this);
     this.active++;
-    this.activeGauge.inc();
     x.path = norm.path;
     const socket = req.socket;
     const info: ForwardingInfo = {
@@ -300,7 +299,7 @@ export class ListenerHandler implements ExchangeSink {
     if (close) res.on('finish', () => req.socket.destroySoon());
     stats?.observe(err.status, 0);
     this.ctx.metrics.requests.labels(this.direction, 'none', 'none', String(err.status)).inc();
-    this.ctx.log.info(
+    this.ctx.accessLog.info(
       {
         direction: this.direction,
         method: req.method,
@@ -325,10 +324,9 @@ export class ListenerHandler implements ExchangeSink {
 
   exchangeDone(x: Exchange): void {
     this.active--;
-    this.activeGauge.dec();
     const seconds = (performance.now() - x.t0) / 1000;
     x.stats?.observe(x.status, seconds);
-    const log = this.ctx.log;
+    const log = this.ctx.accessLog;
     if (log.isLevelEnabled('info')) {
       log.info(
         {

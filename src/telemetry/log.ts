@@ -25,19 +25,33 @@ const REDACT = [
   'tls.passphrase',
 ];
 
-export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+export interface Loggers {
+  /** operational log: redacts secret headers and key material wherever they appear */
+  readonly log: Logger;
+  /**
+   * The access log: same destination and format, but no redaction. Its fields are fixed by the
+   * listener and never hold a header value, and redaction was most of the cost of each line.
+   */
+  readonly access: Logger;
+}
+
+export function createLoggers(level: string, destination?: pino.DestinationStream): Loggers {
   const dest = destination ?? pino.destination({ dest: 1, sync: false });
-  return pino(
-    {
-      level,
-      base: null,
-      messageKey: 'msg',
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
-      redact: { paths: REDACT, censor: '[redacted]' },
-    },
-    dest,
-  );
+  const opts: pino.LoggerOptions = {
+    level,
+    base: null,
+    messageKey: 'msg',
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  };
+  return {
+    log: pino({ ...opts, redact: { paths: REDACT, censor: '[redacted]' } }, dest),
+    access: pino(opts, dest),
+  };
+}
+
+export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+  return createLoggers(level, destination).log;
 }
 
 /** Flushes an asynchronous destination before exit. */

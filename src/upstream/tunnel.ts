@@ -414,8 +414,8 @@ class Tunnel {
     const dir = this.listener.direction;
     if (this.stats !== null) this.stats.observe(this.status, seconds);
     else ctx.metrics.requests.labels(dir, 'none', 'none', String(this.status)).inc();
-    if (ctx.log.isLevelEnabled('info')) {
-      ctx.log.info(
+    if (ctx.accessLog.isLevelEnabled('info')) {
+      ctx.accessLog.info(
         {
           direction: dir,
           method: this.req.method,
