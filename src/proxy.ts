@@ -424,8 +424,8 @@ export class Proxy implements ListenerContext {
     await this.reloadChain;
     const end = Date.now() + timeout;
     this.log.info({ timeout_ms: timeout }, 'drain: listeners closing');
-    await this.inbound?.drain(timeout);
-    await this.outbound?.drain(Math.max(0, end - Date.now()));
+    await this.inbound?.shutdown(timeout);
+    await this.outbound?.shutdown(Math.max(0, end - Date.now()));
     await this.stopRest();
     this.log.info('drained');
     flushLogger(this.log);

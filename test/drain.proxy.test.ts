@@ -268,3 +268,35 @@ test('POST /shutdown from loopback drains; GET is not a shutdown', async (t) => 
   assert.equal((await request(p.admin, { path: '/ready' })).status, 503);
   assert.equal(p.logs.find((l) => l['msg'] === 'draining')?.['reason'], 'admin /shutdown');
 });
+
+test('a request that arrives once the listener is shutting down gets 503 draining and a close', async (t) => {
+  const app = await gated();
+  const svc = await startUpstream();
+  const p: TestProxy = await startProxy(yaml(app.port, svc.port, '{ delay: 0s, timeout: 5s }'));
+  t.after(async () => {
+    app.release();
+    await p.close();
+    await Promise.all([app.close(), svc.close()]);
+  });
+  // Connected before the shutdown, but no request yet: not idle to Node, so it stays open.
+  const socket = net.connect(p.inbound, '127.0.0.1');
+  socket.on('error', () => undefined);
+  await new Promise<void>((r) => socket.once('connect', () => r()));
+  // A slow request keeps the drain going while the late one arrives.
+  const slow = request(p.inbound, { path: '/slow', headers: { host: 'app' } });
+  await waitFor(() => (app.requests.some((r) => r.url === '/slow') ? true : undefined), 'the slow request upstream');
+  p.proxy.shutdown('test');
+  await waitFor(async () => ((await refused(p.inbound)) ? true : undefined), 'inbound to refuse connections');
+  const before = app.requests.length;
+  let data = '';
+  const closed = new Promise<void>((r) => socket.on('close', () => r()));
+  socket.on('data', (c: Buffer) => (data += c.toString('latin1')));
+  socket.write('GET /late HTTP/1.1\r\nHost: app\r\n\r\n');
+  await closed;
+  assert.match(data, /^HTTP\/1\.1 503/);
+  assert.match(data, /x-outrigger-error: draining/i);
+  assert.match(data, /\{"error":"draining"\}/);
+  assert.equal(app.requests.length, before, 'the late request never reached the app');
+  app.release();
+  assert.equal((await slow).status, 200);
+});

@@ -111,6 +111,8 @@ export function hostPort(authority: string): string | null {
 export class ListenerHandler implements ExchangeSink {
   /** requests in flight on this listener */
   active = 0;
+  /** set when the proxy shuts this listener down: new requests get 503 draining */
+  refusing = false;
   private readonly errorCounters = new Map<string, { inc(): void }>();
   private readonly overflowCounter: { inc(): void };
   /** one warning when the listener starts refusing at maxConcurrent, one when it stops */
@@ -129,6 +131,10 @@ export class ListenerHandler implements ExchangeSink {
   }
 
   handle(req: IncomingMessage, res: ServerResponse): void {
+    if (this.refusing) {
+      this.reject(req, res, proxyError('draining'), null, true);
+      return;
+    }
     const rt = this.ctx.runtime();
     const lc = this.direction === 'inbound' ? rt.inbound : rt.outbound;
     if (lc === null) {

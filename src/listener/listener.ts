@@ -145,6 +145,16 @@ export class Listener {
   drain(timeoutMs: number): Promise<void> {
     return this.tracker.drain(timeoutMs);
   }
+
+  /**
+   * Shutdown: like `drain`, and a request that arrives from now on (on a connection opened
+   * before) is answered 503 `draining` with `Connection: close` instead of being started, so its
+   * client retries it on another instance.
+   */
+  shutdown(timeoutMs: number): Promise<void> {
+    this.handler.refusing = true;
+    return this.tracker.drain(timeoutMs);
+  }
 }
 
 /** Principals of verified inbound TLS sockets. */
