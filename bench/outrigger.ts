@@ -136,7 +136,8 @@ export async function startOutrigger(dir: string, upstreamPort: number, opts: {
     benchClusterExtra: opts.clusterExtra ?? REALISTIC_CLUSTER_EXTRA,
   }));
   const accessLog = opts.accessLog ?? path.join(dir, 'outrigger-access.log');
-  const args = [CLI, 'run', '--config', configFile];
+  // as deployed: the image and `npm start` run with small semi-spaces (docker/Dockerfile)
+  const args = ['--max-semi-space-size=1', CLI, 'run', '--config', configFile];
   if (opts.logLevel !== undefined) args.push('--log-level', opts.logLevel);
   const child = spawnChild('outrigger', process.execPath, args, { core: 'proxy', stdout: accessLog });
   await waitForHttp(`http://127.0.0.1:${adminPort}/ready`, 15_000, child);
