@@ -136,8 +136,10 @@ export async function startOutrigger(dir: string, upstreamPort: number, opts: {
     benchClusterExtra: opts.clusterExtra ?? REALISTIC_CLUSTER_EXTRA,
   }));
   const accessLog = opts.accessLog ?? path.join(dir, 'outrigger-access.log');
-  // as deployed: the image and `npm start` run with small semi-spaces (docker/Dockerfile)
-  const args = ['--max-semi-space-size=1', CLI, 'run', '--config', configFile];
+  // V8 defaults, as `npm start`; OUTRIGGER_BENCH_NODE_FLAGS adds flags to compare, e.g. the
+  // image's `--max-semi-space-size=1` (docker/Dockerfile)
+  const flags = (process.env['OUTRIGGER_BENCH_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
+  const args = [...flags, CLI, 'run', '--config', configFile];
   if (opts.logLevel !== undefined) args.push('--log-level', opts.logLevel);
   const child = spawnChild('outrigger', process.execPath, args, { core: 'proxy', stdout: accessLog });
   await waitForHttp(`http://127.0.0.1:${adminPort}/ready`, 15_000, child);
