@@ -7,6 +7,7 @@
  * points on the ring while every other key stays where it was.
  */
 import type { LbEndpoint, LoadBalancer } from './types.js';
+import { RoundRobinBalancer } from './round-robin.js';
 
 /** Ketama's classic 160 points per endpoint: ~8 % spread of load between endpoints. */
 export const DEFAULT_VIRTUAL_NODES = 160;
@@ -42,8 +43,8 @@ export class RingHashBalancer<E extends LbEndpoint> implements LoadBalancer<E> {
   private hashes = new Uint32Array(0);
   /** index into `endpoints` of the endpoint owning each point */
   private owners = new Uint32Array(0);
-  /** cursor for requests without a hash key */
-  private next = 0;
+  /** requests without a hash key have no affinity to keep: they are spread round-robin */
+  private readonly keyless = new RoundRobinBalancer<E>([]);
 
   constructor(
     endpoints: readonly E[],
@@ -53,7 +54,7 @@ export class RingHashBalancer<E extends LbEndpoint> implements LoadBalancer<E> {
   }
 
   pick(hashKey: string | undefined, avoid: E | undefined): E | null {
-    if (hashKey === undefined) return this.pickRoundRobin(avoid);
+    if (hashKey === undefined) return this.keyless.pick(undefined, avoid);
     const hashes = this.hashes;
     const len = hashes.length;
     if (len === 0) return null;
@@ -81,27 +82,6 @@ export class RingHashBalancer<E extends LbEndpoint> implements LoadBalancer<E> {
         fallback = e;
         continue;
       }
-      return e;
-    }
-    return fallback;
-  }
-
-  /** Requests without a hash key have no affinity to keep: spread them round-robin. */
-  private pickRoundRobin(avoid: E | undefined): E | null {
-    const eps = this.endpoints;
-    const n = eps.length;
-    let i = this.next;
-    let fallback: E | null = null;
-    for (let tries = 0; tries < n; tries++) {
-      if (i >= n) i = 0;
-      const e = eps[i]!;
-      i++;
-      if (!e.available) continue;
-      if (e === avoid) {
-        fallback = e;
-        continue;
-      }
-      this.next = i;
       return e;
     }
     return fallback;
@@ -144,7 +124,7 @@ export class RingHashBalancer<E extends LbEndpoint> implements LoadBalancer<E> {
     this.endpoints = eps;
     this.hashes = hashes;
     this.owners = owners;
-    if (this.next >= eps.length) this.next = 0;
+    this.keyless.update(eps);
   }
 
   describe(): Record<string, unknown> {
