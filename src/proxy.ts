@@ -18,6 +18,7 @@ import type { Cluster } from './cluster/cluster.js';
 import type { PassthroughPools } from './upstream/passthrough.js';
 import { HandshakeFailureLog, inboundServerOptions, readTlsMaterial, verifyClientSocket } from './security/tls.js';
 import { createLoggers, flushLogger, type Logger } from './telemetry/log.js';
+import type { AccessLog } from './telemetry/access.js';
 import { Metrics } from './telemetry/metrics.js';
 
 export interface ProxyOptions {
@@ -76,7 +77,7 @@ export class Proxy implements ListenerContext {
     runtime: Runtime,
     metrics: Metrics,
     log: Logger,
-    readonly accessLog: Logger,
+    readonly accessLog: AccessLog,
   ) {
     this.metrics = metrics;
     this.log = log;

@@ -13,6 +13,7 @@ import { upstreamRequestHeaders, type ForwardingInfo } from '../upstream/headers
 import { normalizePath } from '../security/normalize.js';
 import { checkRequestHead } from '../security/edge.js';
 import type { Logger } from '../telemetry/log.js';
+import type { AccessLog } from '../telemetry/access.js';
 import type { Direction, Metrics, RouteStats } from '../telemetry/metrics.js';
 import type { CompiledRoute } from '../router/table.js';
 import type { Runtime } from '../runtime.js';
@@ -24,7 +25,7 @@ export interface ListenerContext {
   readonly metrics: Metrics;
   readonly log: Logger;
   /** the access log (one line per request) */
-  readonly accessLog: Logger;
+  readonly accessLog: AccessLog;
   runtime(): Runtime;
   /** principal of an inbound mTLS connection (set at handshake) */
   principalOf(socket: Socket): string | null;
@@ -305,56 +306,47 @@ export class ListenerHandler implements ExchangeSink {
     if (close) res.on('finish', () => req.socket.destroySoon());
     stats?.observe(err.status, 0);
     this.ctx.metrics.requests.labels(this.direction, 'none', 'none', String(err.status)).inc();
-    this.ctx.accessLog.info(
-      {
-        direction: this.direction,
-        method: req.method,
-        // as for forwarded requests, the path without its query (queries carry tokens)
-        path: pathOnly(req.url ?? ''),
-        host: req.headers.host,
-        status: err.status,
-        duration_ms: 0,
-        bytes_in: 0,
-        bytes_out: 0,
-        route: 'none',
-        cluster: 'none',
-        upstream: null,
-        attempts: 0,
-        request_id: null,
-        trace_id: null,
-        error: err.reason,
-      },
-      'access',
-    );
+    this.ctx.accessLog.write({
+      direction: this.direction,
+      method: req.method,
+      // as for forwarded requests, the path without its query (queries carry tokens)
+      path: pathOnly(req.url ?? ''),
+      host: req.headers.host,
+      status: err.status,
+      duration_ms: 0,
+      bytes_in: 0,
+      bytes_out: 0,
+      route: 'none',
+      cluster: 'none',
+      upstream: null,
+      attempts: 0,
+      request_id: null,
+      trace_id: null,
+      error: err.reason,
+    });
   }
 
   exchangeDone(x: Exchange): void {
     this.active--;
     const seconds = (performance.now() - x.t0) / 1000;
     x.stats?.observe(x.status, seconds);
-    const log = this.ctx.accessLog;
-    if (log.isLevelEnabled('info')) {
-      log.info(
-        {
-          direction: this.direction,
-          method: x.req.method,
-          path: x.path,
-          host: x.host,
-          status: x.status,
-          duration_ms: Math.round(seconds * 1e6) / 1e3,
-          bytes_in: x.bytesIn,
-          bytes_out: x.bytesOut,
-          route: x.route,
-          cluster: x.clusterName,
-          upstream: x.upstream === '' ? null : x.upstream,
-          attempts: x.attempts,
-          request_id: x.requestId,
-          trace_id: x.traceId,
-          error: x.error === null ? undefined : x.error.reason,
-        },
-        'access',
-      );
-    }
+    this.ctx.accessLog.write({
+      direction: this.direction,
+      method: x.req.method,
+      path: x.path,
+      host: x.host,
+      status: x.status,
+      duration_ms: Math.round(seconds * 1e6) / 1e3,
+      bytes_in: x.bytesIn,
+      bytes_out: x.bytesOut,
+      route: x.route,
+      cluster: x.clusterName,
+      upstream: x.upstream === '' ? null : x.upstream,
+      attempts: x.attempts,
+      request_id: x.requestId,
+      trace_id: x.traceId,
+      error: x.error === null ? undefined : x.error.reason,
+    });
   }
 
   upstreamError(x: Exchange, reason: string): void {

@@ -3,6 +3,7 @@
  * destination so that logging never blocks the event loop; disabled levels cost nothing.
  */
 import pino from 'pino';
+import { AccessLog } from './access.js';
 
 export type Logger = pino.Logger;
 
@@ -28,11 +29,8 @@ const REDACT = [
 export interface Loggers {
   /** operational log: redacts secret headers and key material wherever they appear */
   readonly log: Logger;
-  /**
-   * The access log: same destination and format, but no redaction. Its fields are fixed by the
-   * listener and never hold a header value, and redaction was most of the cost of each line.
-   */
-  readonly access: Logger;
+  /** The access log: same destination, format and level, its own serialiser (access.ts). */
+  readonly access: AccessLog;
 }
 
 export function createLoggers(level: string, destination?: pino.DestinationStream): Loggers {
@@ -44,10 +42,8 @@ export function createLoggers(level: string, destination?: pino.DestinationStrea
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   };
-  return {
-    log: pino({ ...opts, redact: { paths: REDACT, censor: '[redacted]' } }, dest),
-    access: pino(opts, dest),
-  };
+  const log = pino({ ...opts, redact: { paths: REDACT, censor: '[redacted]' } }, dest);
+  return { log, access: new AccessLog(log, dest) };
 }
 
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
