@@ -99,6 +99,12 @@ export function allTargets(): Target[] {
       start: (upstreamPort) => nodePeer('http-proxy', 'http-proxy.js', upstreamPort),
     },
     {
+      name: 'floor',
+      version: `node:http + undici ${pkgVersion('undici')} Pool, no features (bench/peers/floor.ts)`,
+      unavailable: null,
+      start: (upstreamPort) => nodePeer('floor', 'floor.js', upstreamPort),
+    },
+    {
       name: 'fastify',
       version: `fastify ${pkgVersion('fastify')} + @fastify/http-proxy ${pkgVersion('@fastify/http-proxy')}`,
       unavailable: null,
