@@ -91,6 +91,8 @@ export class Exchange {
   private timer: NodeJS.Timeout | null = null;
   private backoffTimer: NodeJS.Timeout | null = null;
   private resumeUpstream: (() => void) | null = null;
+  /** a 'drain' listener is registered on the client response */
+  private awaitingDrain = false;
   /** the exchange is counted in `cluster.active` */
   private counted = false;
   /** the failure a pending retry is retrying: the answer if the retry cannot be made */
@@ -101,8 +103,8 @@ export class Exchange {
     readonly res: ServerResponse,
     private readonly sink: ExchangeSink,
   ) {
-    res.on('close', this.onClientClose);
-    res.on('drain', this.onClientDrain);
+    (res as ExchangeResponse)[EXCHANGE] = this;
+    res.on('close', onResponseClose);
   }
 
   /** A bounded copy of the request body for a mirror, or null when there is no body. */
@@ -130,7 +132,7 @@ export class Exchange {
     }
     if (this.hasBody()) this.body = new BodySource(this.req);
     if (this.timeout > 0) {
-      this.timer = setTimeout(this.onTimeout, this.timeout);
+      this.timer = setTimeout(onRouteTimeout, this.timeout, this);
     }
     this.attempt();
   }
@@ -291,13 +293,14 @@ export class Exchange {
     const p = this.retry as RetryPolicy;
     this.sink.retried(this);
     const delay = backoffDelay(this.attempts - 1, p.backoffBase, p.backoffMax);
-    this.backoffTimer = setTimeout(this.onBackoff, delay);
+    this.backoffTimer = setTimeout(onBackoffOver, delay, this);
   }
 
-  private readonly onBackoff = (): void => {
+  /** The backoff before a retry is over. */
+  backoffOver(): void {
     this.backoffTimer = null;
     this.attempt();
-  };
+  }
 
   /** The upstream's response head: forward it to the client. */
   sendHead(status: number, statusText: string, raw: Buffer[], resume: () => void): void {
@@ -321,7 +324,14 @@ export class Exchange {
   /** One body chunk from the upstream; false asks undici to pause until the client drains. */
   sendData(chunk: Buffer): boolean {
     this.bytesOut += chunk.length;
-    return this.res.write(chunk);
+    if (this.res.write(chunk)) return true;
+    // Back-pressure: undici stops reading the upstream until the client drains. Listened for
+    // only now, so a response that never fills the socket never registers a listener.
+    if (!this.awaitingDrain) {
+      this.awaitingDrain = true;
+      this.res.once('drain', onResponseDrain);
+    }
+    return false;
   }
 
   sendEnd(): void {
@@ -335,12 +345,15 @@ export class Exchange {
     this.res.destroy();
   }
 
-  private readonly onClientDrain = (): void => {
+  /** The client socket drained: let undici read the upstream again. */
+  clientDrained(): void {
+    this.awaitingDrain = false;
     const r = this.resumeUpstream;
-    if (r !== null) r();
-  };
+    if (r !== null && !this.done) r();
+  }
 
-  private readonly onTimeout = (): void => {
+  /** The route timeout fired. */
+  routeTimedOut(): void {
     this.timer = null;
     if (this.done) return;
     const a = this.current;
@@ -359,9 +372,10 @@ export class Exchange {
     }
     // an attempt in flight is counted as a timeout when its abort settles it
     this.fail(proxyError('upstream_timeout'), a !== null ? '' : 'upstream_timeout');
-  };
+  }
 
-  private readonly onClientClose = (): void => {
+  /** The client response closed: finished, or the client went away first. */
+  clientClosed(): void {
     if (!this.res.writableFinished) {
       // the client went away (or we cut it off): stop the upstream too
       const a = this.current;
@@ -373,7 +387,7 @@ export class Exchange {
     }
     this.clearTimers();
     this.finish();
-  };
+  }
 
   private clearTimers(): void {
     if (this.timer !== null) {
@@ -400,7 +414,10 @@ export class Exchange {
   private finish(): void {
     if (this.done) return;
     this.done = true;
-    this.res.off('drain', this.onClientDrain);
+    if (this.awaitingDrain) {
+      this.awaitingDrain = false;
+      this.res.off('drain', onResponseDrain);
+    }
     if (this.counted) {
       this.counted = false;
       (this.cluster as Cluster).requestEnded();
@@ -408,6 +425,29 @@ export class Exchange {
     if (this.status === 0) this.status = this.res.statusCode;
     this.sink.exchangeDone(this);
   }
+}
+
+// The exchange's event and timer callbacks are these module functions, not closures made per
+// request: the response carries its exchange, and timers are given it as their argument.
+const EXCHANGE = Symbol('outrigger.exchange');
+interface ExchangeResponse extends ServerResponse {
+  [EXCHANGE]: Exchange;
+}
+
+function onResponseClose(this: ServerResponse): void {
+  (this as ExchangeResponse)[EXCHANGE].clientClosed();
+}
+
+function onResponseDrain(this: ServerResponse): void {
+  (this as ExchangeResponse)[EXCHANGE].clientDrained();
+}
+
+function onRouteTimeout(x: Exchange): void {
+  x.routeTimedOut();
+}
+
+function onBackoffOver(x: Exchange): void {
+  x.backoffOver();
 }
 
 /** One upstream try: an undici dispatch handler (the native, Buffer-based callbacks). */
