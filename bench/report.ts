@@ -40,8 +40,10 @@ const COLUMNS: readonly Column[] = [
   { scenario: 'large', metric: 'p50_ms', title: '64 KiB p50 ms', better: 'lower', vsDirect: false, digits: 2 },
   { scenario: 'large', metric: 'p99_ms', title: '64 KiB p99 ms', better: 'lower', vsDirect: false, digits: 2 },
   { scenario: 'large', metric: 'cpu_us_per_req', title: '64 KiB proxy CPU µs/req', better: 'lower', vsDirect: false, digits: 1 },
-  { scenario: 'rate', metric: 'added_p50_ms', title: 'fixed rate: added p50 ms', better: 'lower', vsDirect: false, digits: 3 },
-  { scenario: 'rate', metric: 'added_p99_ms', title: 'fixed rate: added p99 ms', better: 'lower', vsDirect: false, digits: 3 },
+  { scenario: 'rate', metric: 'added_p50_ms', title: '{rate} req/s: added p50 ms', better: 'lower', vsDirect: false, digits: 3 },
+  { scenario: 'rate', metric: 'added_p99_ms', title: '{rate} req/s: added p99 ms', better: 'lower', vsDirect: false, digits: 3 },
+  { scenario: 'rate-low', metric: 'added_p50_ms', title: '{rate-low} req/s: added p50 ms', better: 'lower', vsDirect: false, digits: 3 },
+  { scenario: 'rate-low', metric: 'added_p99_ms', title: '{rate-low} req/s: added p99 ms', better: 'lower', vsDirect: false, digits: 3 },
   { scenario: 'download', metric: 'mbps', title: '1 GiB down MB/s', better: 'higher', vsDirect: true, digits: 0 },
   { scenario: 'download', metric: 'peak_rss_mib', title: 'down peak RSS MiB', better: 'lower', vsDirect: false, digits: 1 },
   { scenario: 'upload', metric: 'mbps', title: '256 MiB up MB/s', better: 'higher', vsDirect: true, digits: 0 },
@@ -81,10 +83,12 @@ function fmt(v: number, digits: number): string {
   return digits === 0 ? Math.round(v).toLocaleString('en-US') : v.toFixed(digits);
 }
 
-/** The target fell more than 5% short of the fixed rate (its latencies are then queueing). */
-function overloaded(summary: Summary, target: string, rateRps: number): boolean {
-  const a = get(summary, 'rate', target, 'achieved_rps');
-  return a !== null && a.median < rateRps * 0.95;
+/** The target fell more than 5% short of a fixed rate (its latencies are then queueing). */
+function overloaded(summary: Summary, scenario: string, target: string, rates: Readonly<Record<string, number>>): boolean {
+  const rps = rates[scenario];
+  if (rps === undefined) return false;
+  const a = get(summary, scenario, target, 'achieved_rps');
+  return a !== null && a.median < rps * 0.95;
 }
 
 function get(summary: Summary, scenario: string, target: string, metric: string): Spread | null {
@@ -103,12 +107,14 @@ export interface ReportHeader {
 /** Renders the Markdown report (summary, outrigger vs peers, details, notes). */
 export function renderMarkdown(header: ReportHeader, samples: readonly Sample[], targets: readonly string[], failures: readonly string[]): string {
   const summary = summarize(samples);
-  const rateRps = Number(header.settings['rateRps'] ?? 5000);
+  const rates: Record<string, number> = { rate: Number(header.settings['rateRps'] ?? 5000), 'rate-low': Number(header.settings['rateLowRps'] ?? 1000) };
   // with `--load both` the saturation scenarios are labelled small/wrk, small/autocannon...
   const expanded: Column[] = [];
   for (const c of COLUMNS) {
     const labels = Object.keys(summary).filter((l) => l === c.scenario || l.startsWith(`${c.scenario}/`));
-    for (const l of labels) expanded.push(l === c.scenario ? c : { ...c, scenario: l, title: `${c.title} (${l.slice(c.scenario.length + 1)})` });
+    // fixed-rate titles name their rate: {rate} and {rate-low} are the settings'
+    const title = c.title.replace(/\{([a-z-]+)\}/, (_m, k: string) => fmt(rates[k] ?? Number.NaN, 0));
+    for (const l of labels) expanded.push(l === c.scenario ? { ...c, title } : { ...c, scenario: l, title: `${title} (${l.slice(c.scenario.length + 1)})` });
   }
   const present = expanded.filter((c) => targets.some((t) => get(summary, c.scenario, t, c.metric) !== null));
   const lines: string[] = [];
@@ -132,14 +138,16 @@ export function renderMarkdown(header: ReportHeader, samples: readonly Sample[],
         const d = get(summary, c.scenario, 'direct', c.metric);
         if (d !== null && d.median > 0) cell += ` (${(s.median / d.median).toFixed(2)}×)`;
       }
-      if (c.scenario === 'rate' && overloaded(summary, t, rateRps)) cell += ' ‡';
+      if (overloaded(summary, c.scenario, t, rates)) cell += ' ‡';
       return cell;
     });
     lines.push(`| ${c.title} | ${cells.join(' | ')} |`);
   }
-  if (targets.some((t) => overloaded(summary, t, rateRps))) {
+  for (const [scenario, rps] of Object.entries(rates)) {
+    const short = targets.filter((t) => overloaded(summary, scenario, t, rates));
+    if (short.length === 0) continue;
     lines.push('');
-    lines.push(`‡ could not sustain ${rateRps} req/s (achieved ${targets.filter((t) => overloaded(summary, t, rateRps)).map((t) => `${t} ${fmt(get(summary, 'rate', t, 'achieved_rps')?.median ?? Number.NaN, 0)}`).join(', ')}): its latency is queueing, not proxy overhead.`);
+    lines.push(`‡ could not sustain ${rps} req/s (achieved ${short.map((t) => `${t} ${fmt(get(summary, scenario, t, 'achieved_rps')?.median ?? Number.NaN, 0)}`).join(', ')}): its latency is queueing, not proxy overhead.`);
   }
   const peers = targets.filter((t) => t !== 'direct' && t !== 'outrigger');
   if (targets.includes('outrigger') && peers.length > 0) {
@@ -153,7 +161,7 @@ export function renderMarkdown(header: ReportHeader, samples: readonly Sample[],
         const o = get(summary, c.scenario, 'outrigger', c.metric);
         const q = get(summary, c.scenario, p, c.metric);
         if (o === null || q === null) return '–';
-        if (c.scenario === 'rate' && (overloaded(summary, 'outrigger', rateRps) || overloaded(summary, p, rateRps))) return 'n/a ‡';
+        if (overloaded(summary, c.scenario, 'outrigger', rates) || overloaded(summary, c.scenario, p, rates)) return 'n/a ‡';
         // added latencies are differences near zero: a ratio of them is noise, a difference is not
         if (c.metric.startsWith('added_')) {
           const unit = c.metric.endsWith('_ms') ? 'ms' : 'MiB';

@@ -5,11 +5,12 @@
  * bench/results/latest.{json,md}.
  *
  *   --quick              1 round, short durations, smaller transfers (writes partial.*)
- *   --only a,b           scenarios: small, large, rate, download, upload, idle
+ *   --only a,b           scenarios: small, large, rate, rate-low, download, upload, idle
  *   --proxies a,b        targets besides direct: outrigger, http-proxy, floor, fastify, nginx, haproxy
  *   --rounds N           rounds (default 3)
  *   --duration S         seconds per saturation run (default 4)
  *   --rate N             requests/s of the fixed-rate scenario (default 5000)
+ *   --rate-low N         requests/s of the second fixed rate, one this machine sustains (default 1000)
  *   --load wrk|autocannon|both   saturation load generator (default wrk when installed)
  *   --upstream nginx|node        upstream of the request-rate scenarios (default nginx when installed)
  *   --budget S           stop starting new runs after S seconds (default 540: npm run bench, build
@@ -42,6 +43,7 @@ const { values: args } = parseArgs({
     rounds: { type: 'string' },
     duration: { type: 'string' },
     rate: { type: 'string' },
+    'rate-low': { type: 'string' },
     load: { type: 'string' },
     out: { type: 'string' },
     budget: { type: 'string', default: '540' },
@@ -52,7 +54,7 @@ const { values: args } = parseArgs({
 });
 
 if (args.help) {
-  process.stdout.write('usage: node .build-test/bench/run.js [--quick] [--only small,large,rate,download,upload,idle] [--proxies outrigger,http-proxy,floor,fastify,nginx,haproxy] [--rounds N] [--duration S] [--rate N] [--load wrk|autocannon|both] [--upstream nginx|node] [--budget S] [--out NAME]\n');
+  process.stdout.write('usage: node .build-test/bench/run.js [--quick] [--only small,large,rate,rate-low,download,upload,idle] [--proxies outrigger,http-proxy,floor,fastify,nginx,haproxy] [--rounds N] [--duration S] [--rate N] [--rate-low N] [--load wrk|autocannon|both] [--upstream nginx|node] [--budget S] [--out NAME]\n');
   process.exit(0);
 }
 
@@ -66,8 +68,9 @@ const settings: Settings = {
   rounds: args.rounds !== undefined ? Number(args.rounds) : base.rounds,
   saturationS: args.duration !== undefined ? Number(args.duration) : base.saturationS,
   rateRps: args.rate !== undefined ? Number(args.rate) : base.rateRps,
+  rateLowRps: args['rate-low'] !== undefined ? Number(args['rate-low']) : base.rateLowRps,
 };
-if (!(settings.rounds >= 1) || !(settings.saturationS > 0) || !(settings.rateRps > 0)) throw new Error('--rounds, --duration and --rate must be positive numbers');
+if (!(settings.rounds >= 1) || !(settings.saturationS > 0) || !(settings.rateRps > 0) || !(settings.rateLowRps > 0)) throw new Error('--rounds, --duration, --rate and --rate-low must be positive numbers');
 
 const onlyList = list(args.only);
 for (const s of onlyList ?? []) if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`unknown scenario ${s}; known: ${SCENARIOS.join(', ')}`);
@@ -99,7 +102,7 @@ const upstreamKind: UpstreamKind = (args.upstream as UpstreamKind | undefined) ?
 const budgetS = Number(args.budget);
 if (!(budgetS > 0)) throw new Error('--budget must be a positive number of seconds');
 
-const partial = args.quick || onlyList !== null || proxyList !== null || args.rounds !== undefined || args.duration !== undefined || args.rate !== undefined;
+const partial = args.quick || onlyList !== null || proxyList !== null || args.rounds !== undefined || args.duration !== undefined || args.rate !== undefined || args['rate-low'] !== undefined;
 const outName = args.out ?? (partial ? 'partial' : 'latest');
 
 /** Scenario label in results: saturation scenarios get the tool suffix when several tools run. */
@@ -114,6 +117,7 @@ function runSeconds(s: ScenarioName): number {
     case 'large':
       return settings.warmupS + settings.saturationS + 1;
     case 'rate':
+    case 'rate-low':
       return 2 * settings.warmupS + settings.rateS + 1;
     case 'download':
       return 1 + settings.downloadBytes / 250e6;
@@ -125,8 +129,11 @@ function runSeconds(s: ScenarioName): number {
 }
 
 function estimateSeconds(): number {
-  const perTarget = scenarios.reduce((a, s) => a + runSeconds(s) * (s === 'small' || s === 'large' ? tools.length : 1), 0);
-  return settings.rounds * targets.length * perTarget;
+  let total = 0;
+  for (const t of targets) {
+    for (const s of scenarios) if (t.scenarios === null || t.scenarios.includes(s)) total += runSeconds(s) * (s === 'small' || s === 'large' ? tools.length : 1);
+  }
+  return settings.rounds * total;
 }
 
 function log(msg: string): void {
@@ -136,8 +143,8 @@ function log(msg: string): void {
 /** Adds added_p50_ms / added_p99_ms to rate samples, paired with direct's sample of the same round. */
 function deriveAdded(samples: Sample[]): Sample[] {
   return samples.map((s) => {
-    if (s.scenario !== 'rate') return s;
-    const d = samples.find((x) => x.scenario === 'rate' && x.target === 'direct' && x.round === s.round);
+    if (s.scenario !== 'rate' && s.scenario !== 'rate-low') return s;
+    const d = samples.find((x) => x.scenario === s.scenario && x.target === 'direct' && x.round === s.round);
     const p50 = s.metrics['p50_ms'];
     const p99 = s.metrics['p99_ms'];
     if (d === undefined || p50 === undefined || p99 === undefined) return s;
@@ -169,6 +176,7 @@ async function main(): Promise<void> {
       for (const tool of scenario === 'small' || scenario === 'large' ? tools : [tools[0] ?? 'autocannon']) {
         for (const target of order) {
           if (broken.has(target.name)) continue;
+          if (target.scenarios !== null && !target.scenarios.includes(scenario)) continue;
           if ((Date.now() - started) / 1000 + runSeconds(scenario) > budgetS) {
             overBudget.push(`${label(scenario, tool)} ${target.name} round ${round}`);
             continue;

@@ -34,6 +34,8 @@ export interface Target {
   readonly version: string;
   /** null when it can run here; otherwise why not (binary missing, not built...). */
   readonly unavailable: string | null;
+  /** The scenarios it runs; null for all. */
+  readonly scenarios: readonly string[] | null;
   start(upstreamPort: number, dir: string): Promise<RunningTarget>;
 }
 
@@ -81,12 +83,14 @@ export function allTargets(): Target[] {
       name: 'direct',
       version: 'upstream without proxy',
       unavailable: null,
+      scenarios: null,
       start: (upstreamPort) => Promise.resolve({ port: upstreamPort, pid: null, adminPort: null, accessLog: null, stop: () => Promise.resolve() }),
     },
     {
       name: 'outrigger',
       version: existsSync(CLI) ? outriggerVersion() : 'not built',
       unavailable: existsSync(CLI) ? null : `${CLI} missing (npm run build)`,
+      scenarios: null,
       async start(upstreamPort, dir) {
         const o = await startOutrigger(dir, upstreamPort);
         return fromChild(o.child, o.port, o.accessLog, o.adminPort);
@@ -96,24 +100,30 @@ export function allTargets(): Target[] {
       name: 'http-proxy',
       version: `http-proxy ${pkgVersion('http-proxy')}`,
       unavailable: null,
+      scenarios: null,
       start: (upstreamPort) => nodePeer('http-proxy', 'http-proxy.js', upstreamPort),
     },
     {
       name: 'floor',
       version: `node:http + undici ${pkgVersion('undici')} Pool, no features (bench/peers/floor.ts)`,
       unavailable: null,
+      // a reference line for the per-request cost; streaming and idle add little to what
+      // http-proxy and fastify already show, and would push the run past its 10 minutes
+      scenarios: ['small', 'large', 'rate', 'rate-low'],
       start: (upstreamPort) => nodePeer('floor', 'floor.js', upstreamPort),
     },
     {
       name: 'fastify',
       version: `fastify ${pkgVersion('fastify')} + @fastify/http-proxy ${pkgVersion('@fastify/http-proxy')}`,
       unavailable: null,
+      scenarios: null,
       start: (upstreamPort) => nodePeer('fastify', 'fastify.js', upstreamPort),
     },
     {
       name: 'nginx',
       version: nginx === null ? 'absent' : `nginx ${binVersion(nginx, ['-v'], /nginx\/(\S+)/)}`,
       unavailable: nginx === null ? 'nginx binary not installed' : null,
+      scenarios: null,
       async start(upstreamPort, dir) {
         const port = await freePort();
         const conf = writeNginxConf(dir, port, upstreamPort);
@@ -126,6 +136,7 @@ export function allTargets(): Target[] {
       name: 'haproxy',
       version: haproxy === null ? 'absent' : `haproxy ${binVersion(haproxy, ['-v'], /version (\S+)/)}`,
       unavailable: haproxy === null ? 'haproxy binary not installed' : null,
+      scenarios: null,
       async start(upstreamPort, dir) {
         const port = await freePort();
         const conf = writeHaproxyConf(dir, port, upstreamPort);
