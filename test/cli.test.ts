@@ -1,6 +1,7 @@
 // The command line as users and Kubernetes run it: a spawned `node dist/cli.js`. `validate`
 // output and exit codes, `run` refusing an invalid first config, $OUTRIGGER_CONFIG, SIGTERM drain
-// (exit 0, /ready 503 meanwhile), a second SIGTERM exiting at once, SIGHUP reload.
+// (exit 0, /ready 503 meanwhile), a second SIGTERM exiting at once, SIGHUP reload, batched access
+// lines that arrive without further traffic and survive exit.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -164,6 +165,31 @@ test('run: $OUTRIGGER_CONFIG; SIGTERM drains (/ready 503, traffic served during 
   assert.ok(r.logs.some((l) => l['msg'] === 'drained'));
 });
 
+test('run: access lines reach stdout without further traffic, and none is lost at exit', async (t) => {
+  const svc = await startUpstream();
+  const dir = tempDir();
+  const file = path.join(dir, 'outrigger.yaml');
+  fs.writeFileSync(file, config(svc.port));
+  const r = run(['run', '--config', file]);
+  t.after(async () => {
+    r.child.kill('SIGKILL');
+    await svc.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const ports = await started(r);
+  // Access lines are written in batches (one write per 16 KiB or per second): a lone request's
+  // line still arrives, on the next flush, with no other request to push it out.
+  assert.equal((await request(ports.outbound, { headers: { host: 'svc' }, path: '/first' })).status, 200);
+  const first = await r.waitLog((l) => l['msg'] === 'access' && l['path'] === '/first', 'the access line of /first');
+  assert.equal(first['status'], 200);
+  // Lines still in the buffer when the process exits are written before it exits.
+  for (let i = 0; i < 5; i++) assert.equal((await request(ports.outbound, { headers: { host: 'svc' }, path: `/n${i}` })).status, 200);
+  r.child.kill('SIGTERM');
+  assert.deepEqual(await r.exited, { code: 0, signal: null });
+  const paths = r.logs.filter((l) => l['msg'] === 'access').map((l) => l['path']);
+  assert.deepEqual(paths, ['/first', '/n0', '/n1', '/n2', '/n3', '/n4']);
+});
+
 test('run: a second SIGTERM during the drain exits at once', async (t) => {
   const svc = await startUpstream();
   const dir = tempDir();
@@ -176,6 +202,7 @@ test('run: a second SIGTERM during the drain exits at once', async (t) => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
   const ports = await started(r);
+  assert.equal((await request(ports.outbound, { headers: { host: 'svc' }, path: '/before' })).status, 200);
   r.child.kill('SIGTERM');
   await r.waitLog((l) => l['msg'] === 'draining', 'draining');
   assert.equal((await request(ports.admin, { path: '/ready' })).status, 503);
@@ -185,6 +212,8 @@ test('run: a second SIGTERM during the drain exits at once', async (t) => {
   assert.equal(exit.signal, null, 'exited on its own, not killed');
   assert.ok(r.logs.some((l) => l['msg'] === 'second signal: exiting now'));
   assert.equal(r.logs.some((l) => l['msg'] === 'drained'), false);
+  // an exit at once still writes the access lines it had buffered
+  assert.ok(r.logs.some((l) => l['msg'] === 'access' && l['path'] === '/before'));
 });
 
 test('run: SIGHUP reloads; an invalid file is logged with FILE:LINE:COL and the last good config keeps serving', async (t) => {
