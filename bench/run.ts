@@ -6,7 +6,7 @@
  *
  *   --quick              1 round, short durations, smaller transfers (writes partial.*)
  *   --only a,b           scenarios: small, large, rate, rate-low, download, upload, idle
- *   --proxies a,b        targets besides direct: outrigger, http-proxy, floor, fastify, nginx, haproxy
+ *   --proxies a,b        targets besides direct: outrigger, http-proxy, floor, fast-proxy, fastify, nginx, haproxy
  *   --rounds N           rounds (default 3)
  *   --duration S         seconds per saturation run (default 4)
  *   --rate N             requests/s of the fixed-rate scenario (default 5000)
@@ -54,7 +54,7 @@ const { values: args } = parseArgs({
 });
 
 if (args.help) {
-  process.stdout.write('usage: node .build-test/bench/run.js [--quick] [--only small,large,rate,rate-low,download,upload,idle] [--proxies outrigger,http-proxy,floor,fastify,nginx,haproxy] [--rounds N] [--duration S] [--rate N] [--rate-low N] [--load wrk|autocannon|both] [--upstream nginx|node] [--budget S] [--out NAME]\n');
+  process.stdout.write('usage: node .build-test/bench/run.js [--quick] [--only small,large,rate,rate-low,download,upload,idle] [--proxies outrigger,http-proxy,floor,fast-proxy,fastify,nginx,haproxy] [--rounds N] [--duration S] [--rate N] [--rate-low N] [--load wrk|autocannon|both] [--upstream nginx|node] [--budget S] [--out NAME]\n');
   process.exit(0);
 }
 

@@ -114,6 +114,14 @@ export function allTargets(): Target[] {
       start: (upstreamPort) => nodePeer('floor', 'floor.js', upstreamPort),
     },
     {
+      name: 'fast-proxy',
+      version: `fast-proxy ${pkgVersion('fast-proxy')} (undici transport)`,
+      unavailable: null,
+      // in the issue's table; per-request scenarios only, for the 10-minute budget
+      scenarios: ['small', 'large'],
+      start: (upstreamPort) => nodePeer('fast-proxy', 'fast-proxy.js', upstreamPort),
+    },
+    {
       name: 'fastify',
       version: `fastify ${pkgVersion('fastify')} + @fastify/http-proxy ${pkgVersion('@fastify/http-proxy')}`,
       unavailable: null,
