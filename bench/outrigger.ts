@@ -120,6 +120,8 @@ export async function startOutrigger(dir: string, upstreamPort: number, opts: {
   readonly clusterExtra?: readonly string[];
   readonly accessLog?: string;
   readonly logLevel?: string;
+  /** the program to run (default dist/cli.js of this tree); bench/ab.ts passes another build */
+  readonly cli?: string;
 } = {}): Promise<RunningOutrigger> {
   const port = await freePort();
   const adminPort = await freePort();
@@ -139,7 +141,7 @@ export async function startOutrigger(dir: string, upstreamPort: number, opts: {
   // V8 defaults, as `npm start`; OUTRIGGER_BENCH_NODE_FLAGS adds flags to compare, e.g. the
   // image's `--max-semi-space-size=1` (docker/Dockerfile)
   const flags = (process.env['OUTRIGGER_BENCH_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
-  const args = [...flags, CLI, 'run', '--config', configFile];
+  const args = [...flags, opts.cli ?? CLI, 'run', '--config', configFile];
   if (opts.logLevel !== undefined) args.push('--log-level', opts.logLevel);
   const child = spawnChild('outrigger', process.execPath, args, { core: 'proxy', stdout: accessLog });
   await waitForHttp(`http://127.0.0.1:${adminPort}/ready`, 15_000, child);
