@@ -77,17 +77,15 @@ async function main(): Promise<void> {
   const rounds = Number(args.rounds);
   const rate = Number(args.rate);
   const durationS = Number(args.duration);
+  if (args['base-cli'] === undefined && args.base === undefined) throw new Error('--base REV or --base-cli PATH is required');
   const work = mkdtempSync(path.join(os.tmpdir(), 'bench-ab-build-'));
-  let baseCli = args['base-cli'];
-  if (baseCli === undefined) {
-    if (args.base === undefined) throw new Error('--base REV or --base-cli PATH is required');
-    baseCli = buildRevision(args.base, work);
-  }
-  const cli = { A: baseCli, B: args.cli ?? CLI };
   const upDir = mkdtempSync(path.join(os.tmpdir(), 'bench-ab-up-'));
-  const upstream = await startRateUpstream(DEFAULT_UPSTREAM, upDir);
   const got: Record<'A' | 'B', Sample[]> = { A: [], B: [] };
+  const cli = { A: args['base-cli'] ?? '', B: args.cli ?? CLI };
+  let upstream: Awaited<ReturnType<typeof startRateUpstream>> | null = null;
   try {
+    if (cli.A === '') cli.A = buildRevision(args.base as string, work);
+    upstream = await startRateUpstream(DEFAULT_UPSTREAM, upDir);
     for (let round = 0; round < rounds; round++) {
       for (const which of round % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const)) {
         const s = await measure(cli[which], upstream.port, rate, durationS);
@@ -96,10 +94,14 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    await upstream.child.stop();
+    await upstream?.child.stop();
     rmSync(upDir, { recursive: true, force: true });
     if (args['base-cli'] === undefined) {
-      execFileSync('git', ['-C', ROOT, 'worktree', 'remove', '--force', path.join(work, 'tree')], { stdio: 'ignore' });
+      try {
+        execFileSync('git', ['-C', ROOT, 'worktree', 'remove', '--force', path.join(work, 'tree')], { stdio: 'ignore' });
+      } catch {
+        // the worktree was never made (a bad revision)
+      }
     }
     rmSync(work, { recursive: true, force: true });
   }
