@@ -330,23 +330,7 @@ export class ListenerHandler implements ExchangeSink {
     this.active--;
     const seconds = (performance.now() - x.t0) / 1000;
     x.stats?.observe(x.status, seconds);
-    this.ctx.accessLog.write({
-      direction: this.direction,
-      method: x.req.method,
-      path: x.path,
-      host: x.host,
-      status: x.status,
-      duration_ms: Math.round(seconds * 1e6) / 1e3,
-      bytes_in: x.bytesIn,
-      bytes_out: x.bytesOut,
-      route: x.route,
-      cluster: x.clusterName,
-      upstream: x.upstream === '' ? null : x.upstream,
-      attempts: x.attempts,
-      request_id: x.requestId,
-      trace_id: x.traceId,
-      error: x.error === null ? undefined : x.error.reason,
-    });
+    this.ctx.accessLog.served(this.direction, x, seconds);
   }
 
   upstreamError(x: Exchange, reason: string): void {

@@ -33,6 +33,25 @@ export interface AccessRecord {
   error: string | undefined;
 }
 
+/** What a forwarded request or tunnel knows when it is over (Exchange and Tunnel both are one). */
+export interface Served {
+  readonly req: { readonly method?: string | undefined };
+  readonly path: string;
+  readonly host: string;
+  readonly status: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly route: string;
+  readonly clusterName: string;
+  /** endpoint key; '' when none was tried */
+  readonly upstream: string;
+  readonly attempts: number;
+  readonly requestId: string | null;
+  readonly traceId: string | null;
+  /** set when the proxy made the response */
+  readonly error: { readonly reason: string } | null;
+}
+
 /** Where lines go: pino's destination (SonicBoom) or any stream taking strings. */
 export interface LineSink {
   write(line: string): unknown;
@@ -44,6 +63,28 @@ export class AccessLog {
     private readonly levels: Logger,
     private readonly sink: LineSink,
   ) {}
+
+  /** The line of a request that was routed (or a tunnel), `seconds` after it arrived. */
+  served(direction: string, x: Served, seconds: number, tunnel?: string): void {
+    this.write({
+      direction,
+      method: x.req.method,
+      path: x.path,
+      host: x.host,
+      status: x.status,
+      duration_ms: Math.round(seconds * 1e6) / 1e3,
+      bytes_in: x.bytesIn,
+      bytes_out: x.bytesOut,
+      route: x.route,
+      cluster: x.clusterName,
+      upstream: x.upstream === '' ? null : x.upstream,
+      attempts: x.attempts,
+      request_id: x.requestId,
+      trace_id: x.traceId,
+      tunnel,
+      error: x.error === null ? undefined : x.error.reason,
+    });
+  }
 
   write(r: AccessRecord): void {
     if (!this.levels.isLevelEnabled('info')) return;

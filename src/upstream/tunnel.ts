@@ -414,24 +414,7 @@ class Tunnel {
     const dir = this.listener.direction;
     if (this.stats !== null) this.stats.observe(this.status, seconds);
     else ctx.metrics.requests.labels(dir, 'none', 'none', String(this.status)).inc();
-    ctx.accessLog.write({
-      direction: dir,
-      method: this.req.method,
-      path: this.path,
-      host: this.host,
-      status: this.status,
-      duration_ms: Math.round(seconds * 1e6) / 1e3,
-      bytes_in: this.bytesIn,
-      bytes_out: this.bytesOut,
-      route: this.route,
-      cluster: this.clusterName,
-      upstream: this.upstream === '' ? null : this.upstream,
-      attempts: this.attempts,
-      request_id: this.requestId,
-      trace_id: this.traceId,
-      tunnel: this.kind,
-      error: this.error === null ? undefined : this.error.reason,
-    });
+    ctx.accessLog.served(dir, this, seconds, this.kind);
   }
 }
 
