@@ -2,14 +2,14 @@
 // output and exit codes, `run` refusing an invalid first config, $OUTRIGGER_CONFIG, SIGTERM drain
 // (exit 0, /ready 503 meanwhile), a second SIGTERM exiting at once, SIGHUP reload, batched access
 // lines that arrive without further traffic and survive exit.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
 import { CLI, FIXTURES, ROOT } from './helpers/paths.js';
-import { request, startUpstream } from './helpers/servers.js';
+import { request, startUpstream, type Upstream } from './helpers/servers.js';
 import { tempDir } from './helpers/proxy.js';
 
 interface Done {
@@ -108,6 +108,27 @@ drain: ${drain}
 `;
 }
 
+/**
+ * An upstream, a config for it in a temporary folder and `outrigger` running on that config
+ * (`run --config FILE` unless `args`/`env` say otherwise), all cleaned up after the test.
+ */
+async function launch(
+  t: TestContext,
+  opts: { drain?: string; args?: (file: string) => string[]; env?: (file: string) => NodeJS.ProcessEnv } = {},
+): Promise<{ r: Running; svc: Upstream; file: string; ports: { admin: number; outbound: number; inbound: number } }> {
+  const svc = await startUpstream();
+  const dir = tempDir();
+  const file = path.join(dir, 'outrigger.yaml');
+  fs.writeFileSync(file, config(svc.port, '', opts.drain));
+  const r = run(opts.args?.(file) ?? ['run', '--config', file], opts.env?.(file) ?? {});
+  t.after(async () => {
+    r.child.kill('SIGKILL');
+    await svc.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return { r, svc, file, ports: await started(r) };
+}
+
 test('validate: `FILE: ok` and exit 0 for a valid file', async () => {
   const file = path.join(FIXTURES, 'config', 'valid', 'minimal.yaml');
   const r = await cli(['validate', file]);
@@ -142,17 +163,7 @@ test('run: an invalid first config exits non-zero with the problems on stderr', 
 });
 
 test('run: $OUTRIGGER_CONFIG; SIGTERM drains (/ready 503, traffic served during the delay) and exits 0', async (t) => {
-  const svc = await startUpstream();
-  const dir = tempDir();
-  const file = path.join(dir, 'outrigger.yaml');
-  fs.writeFileSync(file, config(svc.port, '', '{ delay: 2s, timeout: 5s }'));
-  const r = run([], { OUTRIGGER_CONFIG: file });
-  t.after(async () => {
-    r.child.kill('SIGKILL');
-    await svc.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  const ports = await started(r);
+  const { r, file, ports } = await launch(t, { drain: '{ delay: 2s, timeout: 5s }', args: () => [], env: (f) => ({ OUTRIGGER_CONFIG: f }) });
   assert.equal(r.logs.find((l) => l['msg'] === 'outrigger started')?.['config'], file);
   assert.equal((await request(ports.admin, { path: '/ready' })).status, 200);
   r.child.kill('SIGTERM');
@@ -166,17 +177,7 @@ test('run: $OUTRIGGER_CONFIG; SIGTERM drains (/ready 503, traffic served during 
 });
 
 test('run: access lines reach stdout without further traffic, and none is lost at exit', async (t) => {
-  const svc = await startUpstream();
-  const dir = tempDir();
-  const file = path.join(dir, 'outrigger.yaml');
-  fs.writeFileSync(file, config(svc.port));
-  const r = run(['run', '--config', file]);
-  t.after(async () => {
-    r.child.kill('SIGKILL');
-    await svc.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  const ports = await started(r);
+  const { r, ports } = await launch(t);
   // Access lines are written in batches (one write per 16 KiB or per second): a lone request's
   // line still arrives, on the next flush, with no other request to push it out.
   assert.equal((await request(ports.outbound, { headers: { host: 'svc' }, path: '/first' })).status, 200);
@@ -191,17 +192,7 @@ test('run: access lines reach stdout without further traffic, and none is lost a
 });
 
 test('run: a second SIGTERM during the drain exits at once', async (t) => {
-  const svc = await startUpstream();
-  const dir = tempDir();
-  const file = path.join(dir, 'outrigger.yaml');
-  fs.writeFileSync(file, config(svc.port, '', '{ delay: 60s, timeout: 60s }'));
-  const r = run(['run', '--config', file]);
-  t.after(async () => {
-    r.child.kill('SIGKILL');
-    await svc.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  const ports = await started(r);
+  const { r, ports } = await launch(t, { drain: '{ delay: 60s, timeout: 60s }' });
   assert.equal((await request(ports.outbound, { headers: { host: 'svc' }, path: '/before' })).status, 200);
   r.child.kill('SIGTERM');
   await r.waitLog((l) => l['msg'] === 'draining', 'draining');
@@ -217,17 +208,7 @@ test('run: a second SIGTERM during the drain exits at once', async (t) => {
 });
 
 test('run: SIGHUP reloads; an invalid file is logged with FILE:LINE:COL and the last good config keeps serving', async (t) => {
-  const svc = await startUpstream();
-  const dir = tempDir();
-  const file = path.join(dir, 'outrigger.yaml');
-  fs.writeFileSync(file, config(svc.port));
-  const r = run(['--config', file]);
-  t.after(async () => {
-    r.child.kill('SIGKILL');
-    await svc.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  const ports = await started(r);
+  const { r, svc, file, ports } = await launch(t, { args: (f) => ['--config', f] });
   const gen = async (): Promise<string> =>
     (JSON.parse((await request(ports.outbound, { headers: { host: 'svc' } })).body.toString()) as { headers: Record<string, string> }).headers['x-gen']!;
   assert.equal(await gen(), 'one');
