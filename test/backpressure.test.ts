@@ -40,9 +40,36 @@ async function untilStalled(count: () => number, limit: number, polls = 8): Prom
   }
 }
 
+/** Bytes handed to a writer so far, and whether all TOTAL were. */
+interface Pumped {
+  bytes: number;
+  done: boolean;
+}
+
+/**
+ * Writes TOTAL bytes into `w` in CHUNKs, as fast as it takes them and no faster (waits for
+ * 'drain' whenever a write reports back-pressure); `then` runs once all were handed over.
+ */
+function pump(w: { write(b: Buffer): boolean; once(event: 'drain', f: () => void): unknown }, then: () => void = () => {}): Pumped {
+  const p: Pumped = { bytes: 0, done: false };
+  const more = (): void => {
+    while (p.bytes < TOTAL) {
+      p.bytes += CHUNK.length;
+      if (!w.write(CHUNK)) {
+        w.once('drain', more);
+        return;
+      }
+    }
+    p.done = true;
+    then();
+  };
+  more();
+  return p;
+}
+
 let upstream: http.Server;
 let upstreamPort = 0;
-let sent = 0;
+let sent: Pumped = { bytes: 0, done: false };
 let uploadRead = 0;
 let releaseUpload: (() => void) | null = null;
 let p: TestProxy;
@@ -51,19 +78,8 @@ before(async () => {
   upstream = http.createServer((req, res) => {
     if (req.method === 'GET') {
       // an upstream that respects its own socket's back-pressure
-      sent = 0;
       res.writeHead(200, { 'content-length': String(TOTAL) });
-      const pump = (): void => {
-        while (sent < TOTAL) {
-          sent += CHUNK.length;
-          if (!res.write(CHUNK)) {
-            res.once('drain', pump);
-            return;
-          }
-        }
-        res.end();
-      };
-      pump();
+      sent = pump(res, () => res.end());
       return;
     }
     // POST: read nothing until released
@@ -112,7 +128,7 @@ test('a client that stops reading stops the upstream; the body then arrives whol
   });
   socket.write('GET /big HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n');
   await untilStalled(() => (bodyStart === -1 ? 0 : 1), 1, 1_000_000); // wait for the head
-  const stalledAt = await untilStalled(() => sent, TOTAL);
+  const stalledAt = await untilStalled(() => sent.bytes, TOTAL);
   const bound = kernelBound();
   assert.ok(stalledAt < bound, `upstream sent ${stalledAt} bytes to a client reading none (bound ${bound})`);
   assert.ok(stalledAt < TOTAL);
@@ -122,36 +138,24 @@ test('a client that stops reading stops the upstream; the body then arrives whol
   socket.resume();
   await once(socket, 'close');
   assert.equal(received, TOTAL);
-  assert.equal(sent, TOTAL);
+  assert.equal(sent.bytes, TOTAL);
 });
 
 test('an upstream that stops reading stops the client; the upload then arrives whole', async () => {
   const socket = net.connect(p.inbound, '127.0.0.1');
   await once(socket, 'connect');
-  let written = 0;
   let reply = '';
   socket.on('data', (d: Buffer) => (reply += d.toString('latin1')));
   socket.write(`POST /upload HTTP/1.1\r\nhost: app\r\ncontent-length: ${TOTAL}\r\nconnection: close\r\n\r\n`);
-  let writing = true;
-  const pump = (): void => {
-    while (written < TOTAL) {
-      written += CHUNK.length;
-      if (!socket.write(CHUNK)) {
-        socket.once('drain', pump);
-        return;
-      }
-    }
-    writing = false;
-  };
-  pump();
-  const stalledAt = await untilStalled(() => written, TOTAL);
+  const written = pump(socket);
+  const stalledAt = await untilStalled(() => written.bytes, TOTAL);
   const bound = kernelBound();
-  assert.ok(writing, 'the whole upload was accepted while the upstream read nothing');
+  assert.ok(!written.done, 'the whole upload was accepted while the upstream read nothing');
   assert.ok(stalledAt < bound, `client wrote ${stalledAt} bytes to an upstream reading none (bound ${bound})`);
   assert.ok(releaseUpload !== null, 'the request reached the upstream');
   releaseUpload();
   await once(socket, 'close');
-  assert.equal(written, TOTAL);
+  assert.equal(written.bytes, TOTAL);
   assert.match(reply, /^HTTP\/1\.1 200 /);
   assert.ok(reply.endsWith(`\r\n\r\n${TOTAL}`), reply.slice(-80));
 });
