@@ -57,12 +57,12 @@ function table(shape: Shape): RouteTable {
 }
 
 function time(t: RouteTable, host: string, path: string, expect: string): number {
-  const d = t.route(host, path, 'GET', RAW_HEADERS);
+  const d = t.route(host, 80, path, 'GET', RAW_HEADERS);
   const got = d.kind === 'route' ? d.route.name : d.kind;
   if (got !== expect) throw new Error(`${host}${path}: expected ${expect}, got ${got}`);
   let sink = 0;
   const loop = (count: number): void => {
-    for (let i = 0; i < count; i++) if (t.route(host, path, 'GET', RAW_HEADERS).kind === 'route') sink++;
+    for (let i = 0; i < count; i++) if (t.route(host, 80, path, 'GET', RAW_HEADERS).kind === 'route') sink++;
   };
   loop(20_000); // warm up: let the JIT optimise route()
   // Batches until the time budget is spent, so slow cells (long scans) still finish quickly.

@@ -1,8 +1,11 @@
 /**
  * The proxy's own responses: every failure the data plane can answer with is a `ProxyError`
- * kind, and `errorStatus` is the one mapping from kind to status and `x-outrigger-error` reason
- * (CONTRACT.md, "A response the proxy makes itself").
+ * value, `REASON_STATUS` is the one mapping from reason to status, and the two writers below are
+ * the only code that turns one into bytes: `respondError` on a codec's response object,
+ * `rawErrorResponse` on a raw socket (refused tunnels, requests Node's parser gave up on).
+ * See docs/traffic.md, "Responses the proxy makes itself".
  */
+import { STATUS_CODES } from 'node:http';
 
 export type ErrorReason =
   | 'bad_request'
@@ -17,7 +20,8 @@ export type ErrorReason =
   | 'circuit_open'
   | 'overflow'
   | 'draining'
-  | 'upstream_timeout';
+  | 'upstream_timeout'
+  | 'loop_detected';
 
 /** Default status of each reason; `bad_request` may also be 414 or 431, `fault_injected` any 4xx/5xx. */
 export const REASON_STATUS: Readonly<Record<ErrorReason, number>> = Object.freeze({
@@ -34,6 +38,8 @@ export const REASON_STATUS: Readonly<Record<ErrorReason, number>> = Object.freez
   overflow: 503,
   draining: 503,
   upstream_timeout: 504,
+  // RFC 5842's Loop Detected: the request came back to the listener that sent it
+  loop_detected: 508,
 });
 
 /** An expected failure, as a value. `status` overrides the reason's default status. */
@@ -66,3 +72,40 @@ export function errorBody(reason: ErrorReason): Buffer {
 
 /** Header name carried by every proxy-made response. */
 export const ERROR_HEADER = 'x-outrigger-error';
+
+/** The headers of a proxy-made response, flat, as node:http's `writeHead` takes them. */
+function errorHeaders(err: ProxyError, close: boolean): string[] {
+  const body = errorBody(err.reason);
+  const h = ['content-type', 'application/json', 'content-length', String(body.length), ERROR_HEADER, err.reason];
+  if (close) h.push('connection', 'close');
+  return h;
+}
+
+/** What `respondError` needs of a codec's response (node:http's ServerResponse is one). */
+export interface ErrorResponseTarget {
+  readonly headersSent: boolean;
+  writeHead(status: number, headers: string[]): unknown;
+  end(body: Buffer): unknown;
+  destroy(): unknown;
+}
+
+/**
+ * Writes a proxy-made response: status, `x-outrigger-error`, `{"error":"REASON"}`; with `close`,
+ * `connection: close`. A response whose head is already out can only be cut off.
+ */
+export function respondError(res: ErrorResponseTarget, err: ProxyError, close = false): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(err.status, errorHeaders(err, close));
+  res.end(errorBody(err.reason));
+}
+
+/** The bytes of a proxy-made response on a raw socket; the connection closes after it. */
+export function rawErrorResponse(err: ProxyError): string {
+  const h = errorHeaders(err, true);
+  let head = `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\n`;
+  for (let i = 0; i < h.length; i += 2) head += `${h[i] as string}: ${h[i + 1] as string}\r\n`;
+  return head + '\r\n' + errorBody(err.reason).toString('latin1');
+}

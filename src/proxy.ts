@@ -7,15 +7,17 @@ import type { DestinationStream } from 'pino';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { AdminServer } from './admin/server.js';
+import { formatAddress } from './config/address.js';
 import { formatProblem, loadConfigFile } from './config/load.js';
 import type { Address, Config, ConfigProblem, InboundConfig } from './config/types.js';
 import { listenerChanged } from './config/diff.js';
 import { watchFiles, type FileWatcher } from './config/watch.js';
-import { Listener, principals, type TlsServerOptions } from './listener/listener.js';
-import type { ListenerContext } from './listener/handler.js';
+import { Listener, principals, type ListenerContext, type TlsServerOptions } from './listener/listener.js';
+import type { ClientConnection } from './request/admit.js';
+import { OwnAddresses } from './request/loop.js';
 import { buildRuntime, type BuildResult, type Runtime } from './runtime.js';
 import type { Cluster } from './cluster/cluster.js';
-import type { PassthroughPools } from './upstream/passthrough.js';
+import type { PassthroughPools } from './cluster/passthrough.js';
 import { HandshakeFailureLog, inboundServerOptions, readTlsMaterial, verifyClientSocket } from './security/tls.js';
 import { createLoggers, flushLogger, type Logger } from './telemetry/log.js';
 import type { AccessLog } from './telemetry/access.js';
@@ -63,6 +65,8 @@ export class Proxy implements ListenerContext {
   /** the reload the watcher started last (SIGHUP waits for it instead of reloading twice) */
   private watchReload: Promise<boolean> = Promise.resolve(false);
   private drainTimer: NodeJS.Timeout | null = null;
+  /** see ownAddresses(); null when a listener changed since it was made */
+  private own: OwnAddresses | null = null;
   /** removed clusters and replaced passthrough pools waiting for their in-flight requests */
   private readonly retiring = new Set<Cluster | PassthroughPools>();
   /** inbound handshake refusals: one warning per reason per minute, with the suppressed count */
@@ -82,8 +86,8 @@ export class Proxy implements ListenerContext {
     this.metrics = metrics;
     this.log = log;
     metrics.activeSource = () => ({
-      inbound: this.inbound?.handler.active ?? 0,
-      outbound: this.outbound?.handler.active ?? 0,
+      inbound: this.inbound?.admission.active ?? 0,
+      outbound: this.outbound?.admission.active ?? 0,
     });
     this.rt = runtime;
     this.admin = new AdminServer(config.admin.listen, {
@@ -132,6 +136,7 @@ export class Proxy implements ListenerContext {
       for (const c of built.created) c.start();
       await p.bindListeners(loaded.config);
       await p.admin.listen();
+      p.own = null;
     } catch (err) {
       watcher?.close();
       await p.close();
@@ -151,9 +156,9 @@ export class Proxy implements ListenerContext {
     const a = p.addresses();
     log.info(
       {
-        admin: fmt(a.admin),
-        inbound: a.inbound === null ? null : fmt(a.inbound),
-        outbound: a.outbound === null ? null : fmt(a.outbound),
+        admin: formatAddress(a.admin),
+        inbound: a.inbound === null ? null : formatAddress(a.inbound),
+        outbound: a.outbound === null ? null : formatAddress(a.outbound),
         config: opts.configFile,
       },
       'outrigger started',
@@ -165,8 +170,19 @@ export class Proxy implements ListenerContext {
     return this.rt;
   }
 
-  principalOf(socket: Socket): string | null {
-    return principals.get(socket) ?? null;
+  principalOf(conn: ClientConnection): string | null {
+    return principals.get(conn) ?? null;
+  }
+
+  /** The addresses our listeners hold now (made again when a listener binds or moves). */
+  ownAddresses(): OwnAddresses {
+    if (this.own === null) {
+      const a = this.addresses();
+      const bound: Address[] = [];
+      for (const x of [a.admin, a.inbound, a.outbound]) if (x != null) bound.push(x);
+      this.own = new OwnAddresses(bound);
+    }
+    return this.own;
   }
 
   addresses(): BoundAddresses {
@@ -212,6 +228,7 @@ export class Proxy implements ListenerContext {
   private async bindListeners(config: Config): Promise<void> {
     if (config.inbound !== null) this.inbound = await this.makeListener('inbound', config);
     if (config.outbound !== null) this.outbound = await this.makeListener('outbound', config);
+    this.own = null;
   }
 
   /**
@@ -273,7 +290,7 @@ export class Proxy implements ListenerContext {
       const have = dir === 'inbound' ? this.inbound : this.outbound;
       const want = next[dir];
       if (have !== null && want !== null && want.listen.port !== 0 && !listenerChanged(have.address, want.listen) && tlsModeChanged(dir, cur, next)) {
-        return this.fail([`${file}: inbound.tls: turning TLS on or off or changing requireClientCert needs a new socket on ${fmt(want.listen)}, which is in use; restart to apply`]);
+        return this.fail([`${file}: inbound.tls: turning TLS on or off or changing requireClientCert needs a new socket on ${formatAddress(want.listen)}, which is in use; restart to apply`]);
       }
     }
     let built;
@@ -295,8 +312,8 @@ export class Proxy implements ListenerContext {
           try {
             fresh.push({ dir, l: await this.makeListener(dir, next) });
           } catch (err) {
-            const from = have === null ? '' : ` (now on ${fmt(have.boundAddress ?? have.address)})`;
-            failure = `${file}: ${dir}.listen: cannot bind ${fmt(want.listen)}${from}: ${(err as Error).message}; keeping the current listener`;
+            const from = have === null ? '' : ` (now on ${formatAddress(have.boundAddress ?? have.address)})`;
+            failure = `${file}: ${dir}.listen: cannot bind ${formatAddress(want.listen)}${from}: ${(err as Error).message}; keeping the current listener`;
             throw err;
           }
         }
@@ -333,7 +350,7 @@ export class Proxy implements ListenerContext {
         if (dir === 'inbound') this.inbound = repl;
         else this.outbound = repl;
         if (old !== null) {
-          this.log.info({ direction: dir, from: fmt(old.boundAddress ?? old.address), to: fmt(repl.boundAddress ?? repl.address) }, 'listener moved; draining the old socket');
+          this.log.info({ direction: dir, from: formatAddress(old.boundAddress ?? old.address), to: formatAddress(repl.boundAddress ?? repl.address) }, 'listener moved; draining the old socket');
           void old.drain(next.drain.timeout);
         }
       } else if (want === null && old !== null) {
@@ -345,8 +362,9 @@ export class Proxy implements ListenerContext {
         if (dir === 'inbound') await this.rotateInboundTls(old, want as InboundConfig);
       }
     }
+    this.own = null;
     if (listenerChanged(cur.admin.listen, next.admin.listen)) {
-      this.log.warn({ from: fmt(cur.admin.listen), to: fmt(next.admin.listen) }, 'admin.listen changed: takes effect on restart');
+      this.log.warn({ from: formatAddress(cur.admin.listen), to: formatAddress(next.admin.listen) }, 'admin.listen changed: takes effect on restart');
     }
     this.watcher?.setFiles([file, ...loaded.files]);
     this.metrics.configReloads.labels('success').inc();
@@ -468,6 +486,4 @@ function tlsModeChanged(dir: 'inbound' | 'outbound', a: Config, b: Config): bool
     (a.inbound?.tls?.requireClientCert ?? null) !== (b.inbound?.tls?.requireClientCert ?? null);
 }
 
-function fmt(a: Address): string {
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
-}
+

@@ -8,13 +8,13 @@ import type { ClusterConfig, Config, InboundConfig, OutboundConfig } from './con
 import { clusterChanged } from './config/diff.js';
 import { Cluster, type ConnectOptions } from './cluster/cluster.js';
 import { RouteTable } from './router/table.js';
-import { compileRetryPolicy, type RetryPolicy } from './resilience/classify.js';
+import { compileRetryPolicy, type RetryPolicy } from './resilience/retry.js';
 import { TokenBucket } from './resilience/ratelimit.js';
 import { compileAuthorization, type Authorizer } from './security/authz.js';
 import { clusterConnectOptions, readTlsMaterial } from './security/tls.js';
 import type { Logger } from './telemetry/log.js';
 import type { Metrics, RouteStats } from './telemetry/metrics.js';
-import { PassthroughPools } from './upstream/passthrough.js';
+import { PassthroughPools } from './cluster/passthrough.js';
 
 export interface RuntimeDeps {
   readonly metrics: Metrics;

@@ -149,6 +149,7 @@ describe('valid fixtures', async () => {
     const route = c.outbound?.routes[0];
     assert.equal(route?.name, 'assets');
     assert.deepEqual(route?.match, {
+      ports: null,
       host: ['asset-mgr-ms-svc'],
       path: { prefix: '/assetmgrms' },
       methods: ['GET', 'POST'],
@@ -206,6 +207,7 @@ describe('valid fixtures', async () => {
             name: 'api',
             match: {
               host: ['api.example.com', '*.api.example.com'],
+              ports: null,
               path: { exact: '/v1/items' },
               methods: ['GET', 'DELETE'],
               headers: { 'x-tenant': 'acme', 'x-version': '1.10' },
@@ -234,7 +236,7 @@ describe('valid fixtures', async () => {
           },
           {
             name: 'regex',
-            match: { host: null, path: { regex: '^/users/[0-9]+$' }, methods: null, headers: null },
+            match: { host: null, ports: null, path: { regex: '^/users/[0-9]+$' }, methods: null, headers: null },
             rewrite: null,
             cluster: 'shadow',
             split: null,
@@ -450,7 +452,7 @@ describe('defaults and normalization', () => {
     assert.equal(r.fault, null);
     assert.equal(r.rateLimit, null);
     assert.equal(r.rewrite, null);
-    assert.deepEqual(r.match, { host: null, path: null, methods: null, headers: null });
+    assert.deepEqual(r.match, { host: null, ports: null, path: null, methods: null, headers: null });
     assert.deepEqual(r.headers, { request: { set: {}, remove: [] }, response: { set: {}, remove: [] } });
     assert.deepEqual(route('      retries:\n').retries, {
       attempts: 2,

@@ -3,18 +3,8 @@ import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { Pool } from 'undici';
-import {
-  classifyError,
-  compileRetryPolicy,
-  DEFAULT_RETRY_POLICY,
-  errorReason,
-  isFailure,
-  isIdempotent,
-  shouldRetry,
-  UPSTREAM_TIMEOUT,
-  type AttemptOutcome,
-  type FailureKind,
-} from '../src/resilience/classify.js';
+import { classifyError, errorReason, isFailure, UPSTREAM_TIMEOUT, type AttemptOutcome, type FailureKind } from '../src/resilience/classify.js';
+import { compileRetryPolicy, DEFAULT_RETRY_POLICY, isIdempotent, shouldRetry } from '../src/resilience/retry.js';
 import type { RetryConfig } from '../src/config/types.js';
 
 /** A raw TCP server whose behaviour per connection is `onConn`. */

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { checkRequestHead, checkResponseHead } from '../src/security/edge.js';
-import { clientResponseHeaders, upstreamRequestHeaders, type ForwardingInfo } from '../src/upstream/headers.js';
+import { clientResponseHeaders, upstreamRequestHeaders, type ForwardingInfo } from '../src/request/headers.js';
 
 const HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings'];
 const OTHER = ['host', 'content-length', 'x-forwarded-for', 'x-forwarded-proto', 'x-request-id', 'traceparent', 'x-custom', 'authorization', 'cookie', 'content_length', 'transfer_encoding', 'x_forwarded_for', 'expect'];
@@ -27,7 +27,7 @@ const value = fc.oneof(
 const rawHeaders = fc.array(fc.tuple(name, value), { maxLength: 24 }).map((pairs) => pairs.flat());
 
 function info(upgrade = false): ForwardingInfo {
-  return { clientIp: '10.0.0.9', proto: 'http', hostOverride: null, upgrade, requestId: '', traceId: '' };
+  return { clientIp: '10.0.0.9', proto: 'http', hostOverride: null, upgrade, via: '', requestId: '', traceId: '', loop: false };
 }
 
 /** Lower-cased tokens of every Connection header in a raw list. */

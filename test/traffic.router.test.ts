@@ -70,7 +70,9 @@ function reference(routes: R[], passthrough: boolean, host: string, path: string
 }
 
 const metrics = new Metrics(false);
-const clusters = new Map<string, Cluster>([['c', { name: 'c' } as unknown as Cluster]]);
+const clusters = new Map<string, Cluster>([
+  ['c', { name: 'c', config: { dns: null, endpoints: [{ host: '127.0.0.1', port: 8080 }] } } as unknown as Cluster],
+]);
 
 function build(routes: R[], passthrough: boolean): RouteTable {
   const cfg = {
@@ -102,7 +104,7 @@ test('route() is the first match in file order, for any table (property)', () =>
           for (const method of ['GET', 'POST']) {
             for (const canary of [false, true]) {
               const raw = canary ? ['Host', host, 'X-Canary', 'true'] : ['Host', host];
-              const d = t.route(host, path, method, raw);
+              const d = t.route(host, 80, path, method, raw);
               const got = d.kind === 'route' ? d.route.name : d.kind;
               assert.equal(got, reference(routes, passthrough, host, path, method, canary), `${method} ${host}${path} canary=${canary}`);
             }
@@ -119,11 +121,11 @@ test('1,000 routes: the first, middle and last match and a miss are all found', 
   for (let i = 0; i < 1000; i++) routes.push({ hosts: ['api'], path: { regex: `/v1/r${i}/items/[0-9]+` }, methods: null, canary: false });
   const t = build(routes, false);
   for (const i of [0, 500, 999]) {
-    const d = t.route('api', `/v1/r${i}/items/42`, 'GET', []);
+    const d = t.route('api', 80, `/v1/r${i}/items/42`, 'GET', []);
     assert.equal(d.kind === 'route' ? d.route.name : d.kind, `r${i}`);
   }
-  assert.equal(t.route('api', '/v1/r1000/items/42', 'GET', []).kind, 'no_route');
-  assert.equal(t.route('api', '/v1/r5/items/x', 'GET', []).kind, 'no_route');
+  assert.equal(t.route('api', 80, '/v1/r1000/items/42', 'GET', []).kind, 'no_route');
+  assert.equal(t.route('api', 80, '/v1/r5/items/x', 'GET', []).kind, 'no_route');
 });
 
 test('regexLiteralPrefix is conservative', () => {
@@ -136,7 +138,7 @@ test('regexLiteralPrefix is conservative', () => {
   assert.equal(regexLiteralPrefix('/x\\.y'), '/x');
 });
 
-test('CONNECT routing: routeForHost and knowsHost ignore path and method, and skip host-less routes', () => {
+test('CONNECT routing: routeForConnect ignores path and method, skips host-less routes, and takes only its ports', () => {
   const t = build(
     [
       { hosts: null, path: null, methods: null, canary: false },
@@ -145,9 +147,37 @@ test('CONNECT routing: routeForHost and knowsHost ignore path and method, and sk
     ],
     false,
   );
-  assert.equal(t.routeForHost('x.example.com')?.name, 'r1');
-  assert.equal(t.routeForHost('a')?.name, 'r2');
-  assert.equal(t.routeForHost('b'), null);
-  assert.equal(t.knowsHost('x.example.com'), true);
-  assert.equal(t.knowsHost('b'), false);
+  // without match.port a route takes a CONNECT to its cluster's port (8080) only
+  assert.equal(t.routeForConnect('x.example.com', 8080)?.name, 'r1');
+  assert.equal(t.routeForConnect('a', 8080)?.name, 'r2');
+  assert.equal(t.routeForConnect('b', 8080), null);
+  assert.equal(t.routeForConnect('x.example.com', 443), null);
+  assert.equal(t.routeForConnect('a', 443), null);
+});
+
+test('match.port: a route takes the Host ports it names, and CONNECT to exactly those', () => {
+  const cfg = {
+    outbound: {
+      listen: '127.0.0.1:0',
+      routes: [
+        { name: 'tls', match: { host: 'a', port: [443, 8443] }, cluster: 'c' },
+        { name: 'plain', match: { host: 'a', port: 80 }, cluster: 'c' },
+      ],
+    },
+    clusters: { c: { endpoints: ['127.0.0.1:1'] } },
+  };
+  const loaded = parseConfig(JSON.stringify(cfg), 'router-test.yaml');
+  assert.ok(loaded.ok);
+  const t = new RouteTable(loaded.config.outbound!, clusters, metrics);
+  const name = (port: number): string => {
+    const d = t.route('a', port, '/', 'GET', []);
+    return d.kind === 'route' ? d.route.name : d.kind;
+  };
+  assert.equal(name(443), 'tls');
+  assert.equal(name(8443), 'tls');
+  assert.equal(name(80), 'plain');
+  assert.equal(name(8080), 'passthrough');
+  assert.equal(t.routeForConnect('a', 443)?.name, 'tls');
+  assert.equal(t.routeForConnect('a', 80)?.name, 'plain');
+  assert.equal(t.routeForConnect('a', 8080), null);
 });

@@ -176,7 +176,7 @@ outbound:
       match: { host: dead-svc }
       cluster: dead
     - name: raw-tcp
-      match: { host: tcp-svc }
+      match: { host: tcp-svc, port: 443 }
       cluster: tcp
     - name: hang
       match: { host: hang-svc }
@@ -373,10 +373,25 @@ test('CONNECT to a host no route names is refused under unknownHosts: reject', a
   assert.equal(c.status, 404);
   assert.match(c.head, /x-outrigger-error: no_route/i);
   c.socket.destroy();
-  // a routed host is allowed
-  const ok = await connectVia(strict.outbound, 'chat-svc:80');
+  // a routed host is allowed, to the port its cluster serves
+  const ok = await connectVia(strict.outbound, `chat-svc:${wsRouted.port}`);
   assert.equal(ok.status, 200);
   ok.socket.destroy();
+});
+
+test('a route takes CONNECT only to the port it serves: another port of its host is not its traffic', async () => {
+  // chat's cluster listens on wsRouted.port; a TLS tunnel to chat-svc:443 must not land on it
+  const other = await connectVia(strict.outbound, 'chat-svc:443');
+  assert.equal(other.status, 404);
+  assert.match(other.head, /x-outrigger-error: no_route/i);
+  other.socket.destroy();
+  // match.port names the ports a route takes: raw-tcp takes tcp-svc:443 to its echo cluster...
+  const routed = await connectVia(p.outbound, 'tcp-svc:443');
+  assert.equal(routed.status, 200, routed.head);
+  routed.socket.destroy();
+  // ...and the tunnel's line names the route
+  const line = await waitFor(() => p.access().find((l) => l['tunnel'] === 'connect' && l['route'] === 'raw-tcp'));
+  assert.equal(line['cluster'], 'tcp');
 });
 
 test('tunnels are logged once when they close, with bytes both ways, and counted with 101 / 200', async () => {

@@ -22,7 +22,8 @@ import { DegradedEpisode } from '../resilience/degraded.js';
 import { OutlierDetector } from './health/outlier.js';
 import { HealthChecker } from './health/active.js';
 import { DnsDiscovery } from './dns.js';
-import { Endpoint, addressKey } from './endpoint.js';
+import { formatAddress } from '../config/address.js';
+import { Endpoint } from './endpoint.js';
 import { createLoadBalancer } from './lb/index.js';
 import type { LoadBalancer } from './lb/types.js';
 
@@ -206,10 +207,9 @@ export class Cluster {
   }
 
   private makePool(a: Address, connections: number): Pool {
-    const host = a.host.includes(':') ? `[${a.host}]` : a.host;
     const scheme = this.deps.tls === null ? 'http' : 'https';
     const c = this.config;
-    return new Pool(`${scheme}://${host}:${a.port}`, {
+    return new Pool(`${scheme}://${formatAddress(a)}`, {
       connections,
       pipelining: 1,
       keepAliveTimeout: 30_000,
@@ -229,7 +229,7 @@ export class Cluster {
     for (const ep of this.endpoints) old.set(ep.key, ep);
     const next: Endpoint[] = [];
     for (const a of addrs) {
-      const key = addressKey(a);
+      const key = formatAddress(a);
       const kept = old.get(key);
       if (kept !== undefined) {
         next.push(kept);

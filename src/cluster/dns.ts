@@ -15,7 +15,7 @@ import dns from 'node:dns';
 import type { LookupAddress, LookupOptions } from 'node:dns';
 import net from 'node:net';
 import type { Address } from '../config/types.js';
-import { addressKey } from './endpoint.js';
+import { formatAddress } from '../config/address.js';
 
 /** Per-query timeout (c-ares doubles it on each retry) and tries, unless given. */
 const DEFAULT_QUERY_TIMEOUT = 2000;
@@ -70,8 +70,8 @@ export class HostResolver {
         timeout: opts.timeout ?? DEFAULT_QUERY_TIMEOUT,
         tries: opts.tries ?? DEFAULT_TRIES,
       });
-      // setServers accepts `ip:port` and `[v6]:port`, which is exactly addressKey's format.
-      this.resolver.setServers(servers.map(addressKey));
+      // setServers accepts `ip:port` and `[v6]:port`, which is exactly formatAddress's format.
+      this.resolver.setServers(servers.map(formatAddress));
     }
   }
 

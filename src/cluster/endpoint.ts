@@ -4,12 +4,9 @@
  * endpoints and their pools; everything else only reads or flips these fields.
  */
 import type { Dispatcher } from 'undici';
+import { formatAddress } from '../config/address.js';
 import type { Address } from '../config/types.js';
 import type { LbEndpoint } from './lb/types.js';
-
-export function addressKey(a: Address): string {
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
-}
 
 export class Endpoint implements LbEndpoint {
   readonly key: string;
@@ -29,7 +26,7 @@ export class Endpoint implements LbEndpoint {
     /** the endpoint's undici Pool (or any Dispatcher in tests) */
     readonly pool: Dispatcher,
   ) {
-    this.key = addressKey(address);
+    this.key = formatAddress(address);
   }
 
   get available(): boolean {

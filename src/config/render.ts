@@ -94,6 +94,7 @@ function route(r: RouteConfig): JsonObject {
   const o: JsonObject = { name: r.name };
   const m: JsonObject = {};
   put(m, 'host', r.match.host === null ? null : [...r.match.host]);
+  put(m, 'port', r.match.ports === null ? null : [...r.match.ports]);
   put(m, 'path', r.match.path === null ? null : { ...r.match.path });
   put(m, 'methods', r.match.methods === null ? null : [...r.match.methods]);
   put(m, 'headers', r.match.headers === null ? null : headerValues(r.match.headers));

@@ -80,7 +80,7 @@ const ROUTE_KEYS = [
   'fault',
   'rateLimit',
 ] as const;
-const MATCH_KEYS = ['host', 'path', 'methods', 'headers'] as const;
+const MATCH_KEYS = ['host', 'port', 'path', 'methods', 'headers'] as const;
 const PATH_KEYS = ['prefix', 'exact', 'regex'] as const;
 const REWRITE_KEYS = ['prefix'] as const;
 const SPLIT_KEYS = ['cluster', 'weight'] as const;
@@ -576,7 +576,7 @@ class Builder {
   }
 
   private match(m: MapView | null): RouteMatch {
-    if (m === null) return { host: null, path: null, methods: null, headers: null };
+    if (m === null) return { host: null, ports: null, path: null, methods: null, headers: null };
     const r = this.r;
     let host: string[] | null = null;
     const hostF = r.opt(m, 'host');
@@ -589,8 +589,16 @@ class Builder {
     const pm = r.block(m, 'path', PATH_KEYS);
     if (pm !== null) pathMatch = this.pathMatch(pm);
     const hf = r.opt(m, 'headers');
+    const portF = r.opt(m, 'port');
+    let ports: number[] | null = null;
+    if (portF !== undefined) {
+      ports = isScalar(portF.node)
+        ? ((n) => (n === undefined ? null : [n]))(r.integer(portF, 1, 65535))
+        : this.nonEmptyList(portF, (f) => r.integer(f, 1, 65535), true);
+    }
     return {
       host,
+      ports,
       path: pathMatch,
       methods: this.optList(m, 'methods', this.method),
       headers: hf === undefined ? null : this.headerMap(hf, false),

@@ -120,6 +120,8 @@ export type PathMatch =
 export interface RouteMatch {
   /** lower-cased hosts without port; entries may start with `*.`; null = any host */
   readonly host: readonly string[] | null;
+  /** the Host's port (80 when absent) or a CONNECT target's port must be one of these; null = any */
+  readonly ports: readonly number[] | null;
   readonly path: PathMatch | null;
   /** upper-case; null = any */
   readonly methods: readonly string[] | null;

@@ -1,31 +1,28 @@
 /**
  * A listener: one node:http (or node:https for inbound mTLS) server with the edge protections
- * of its `limits`, connection tracking for drain, and the request, upgrade and CONNECT handlers.
- * Node's parser runs strict (never `insecureHTTPParser`); what it rejects is answered here in
- * the contract's error format, then the connection is closed.
+ * of its `limits`, connection tracking for drain, and its pipeline (admission and report) under
+ * which the codecs run: HTTP/1.1 requests (codec/http1.ts) and Upgrade / CONNECT tunnels
+ * (codec/tunnel.ts). Node's parser runs strict (never `insecureHTTPParser`); what it rejects is
+ * answered here in the contract's error format, then the connection is closed.
  */
 import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { serveRequest } from '../codec/http1.js';
+import { handleTunnel, type TunnelListener } from '../codec/tunnel.js';
 import type { Address, ListenerLimits } from '../config/types.js';
-import { ERROR_HEADER } from '../errors.js';
+import { proxyError, rawErrorResponse } from '../errors.js';
+import { Admission, type AdmissionContext } from '../request/admit.js';
+import { Report } from '../request/report.js';
+import type { AccessLog } from '../telemetry/access.js';
+import type { Direction } from '../telemetry/metrics.js';
 import { ConnectionTracker } from './connections.js';
 import { listenOn } from './bind.js';
-import { ListenerHandler, type ListenerContext } from './handler.js';
-import type { Direction } from '../telemetry/metrics.js';
-import { handleConnect, handleUpgrade } from '../upstream/tunnel.js';
 
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 414: 'URI Too Long', 431: 'Request Header Fields Too Large' };
-
-/** The bytes of a proxy-made error on a socket Node's parser gave up on. */
-function rawError(status: number): string {
-  const body = '{"error":"bad_request"}';
-  return (
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Bad Request'}\r\n` +
-    `connection: close\r\ncontent-type: application/json\r\n${ERROR_HEADER}: bad_request\r\n` +
-    `content-length: ${body.length}\r\n\r\n${body}`
-  );
+/** What a listener gets from the proxy: admission's context and the access log. */
+export interface ListenerContext extends AdmissionContext {
+  readonly accessLog: AccessLog;
 }
 
 export interface TlsServerOptions {
@@ -34,9 +31,10 @@ export interface TlsServerOptions {
   readonly verify: (socket: import('node:tls').TLSSocket) => { ok: true; principal: string | null } | { ok: false; reason: string };
 }
 
-export class Listener {
+export class Listener implements TunnelListener {
   readonly server: http.Server;
-  readonly handler: ListenerHandler;
+  readonly admission: Admission;
+  readonly report: Report;
   readonly tracker: ConnectionTracker;
   private bound: Address | null = null;
 
@@ -66,8 +64,9 @@ export class Listener {
       connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeout / 2))),
       keepAliveTimeout: limits.keepAliveTimeout,
     };
-    this.handler = new ListenerHandler(direction, ctx, tls === null ? 'http' : 'https');
-    const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => this.handler.handle(req, res);
+    this.admission = new Admission(direction, ctx, tls === null ? 'http' : 'https');
+    this.report = new Report(direction, ctx.metrics, ctx.accessLog, this.admission);
+    const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => serveRequest(this, req, res);
     if (tls === null) {
       this.server = http.createServer(opts, onRequest);
     } else {
@@ -93,17 +92,17 @@ export class Listener {
     this.tracker = new ConnectionTracker(this.server, { maxConnections: limits.maxConnections });
     this.server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => this.onClientError(err, socket));
     this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-      handleUpgrade(this, req, socket as Socket, head);
+      handleTunnel(this, 'upgrade', req, socket as Socket, head);
     });
     if (direction === 'outbound') {
       this.server.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-        handleConnect(this, req, socket as Socket, head);
+        handleTunnel(this, 'connect', req, socket as Socket, head);
       });
     }
   }
 
-  get context(): ListenerContext {
-    return this.ctx;
+  trackTunnel(socket: Socket): void {
+    this.tracker.trackTunnel(socket);
   }
 
   /** Applies the limits that can change without rebinding. */
@@ -128,7 +127,7 @@ export class Listener {
     else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') status = 408;
     this.ctx.metrics.edgeRejections.labels(this.direction, String(status)).inc();
     this.ctx.log.debug({ direction: this.direction, code: err.code, err: err.message }, 'malformed request');
-    socket.end(rawError(status));
+    socket.end(rawErrorResponse(proxyError('bad_request', err.code, status)));
     setTimeout(() => socket.destroy(), 1000).unref();
   }
 
@@ -152,7 +151,7 @@ export class Listener {
    * client retries it on another instance.
    */
   shutdown(timeoutMs: number): Promise<void> {
-    this.handler.refusing = true;
+    this.admission.refusing = true;
     return this.tracker.drain(timeoutMs);
   }
 }

@@ -1,10 +1,9 @@
 /**
  * The one place that decides what an upstream attempt's outcome *is*: which thrown errors are
- * connect failures, resets, timeouts or protocol errors; which outcomes are failures (for the
- * circuit breaker and outlier detection); and which are worth a retry under a route's policy.
- * The forwarder classifies, then asks; it never looks at error codes itself.
+ * connect failures, resets, timeouts or protocol errors, and which outcomes are failures (for the
+ * circuit breaker and outlier detection). Whether one is worth a retry is retry.ts's question.
+ * The request path classifies, then asks; it never looks at error codes itself.
  */
-import type { RetryConfig } from '../config/types.js';
 import type { ErrorReason } from '../errors.js';
 
 /** How an attempt failed before (or while) a response came back. */
@@ -202,152 +201,6 @@ export function errorReason(
 // Compile-time check that the reasons above are contract reasons.
 const _reasonCheck: (k: FailureKind) => ErrorReason = errorReason;
 void _reasonCheck;
-
-/**
- * A route's retry policy, compiled once per config snapshot. The forwarder owns the loop:
- * attempt counting, the 64 KiB replay buffer, "never retry once response bytes reached the
- * client", the cluster's retry budget and the backoff sleep (see `backoffDelay`).
- */
-export interface RetryPolicy {
-  /** retries after the first try (0 = never retry) */
-  readonly attempts: number;
-  /** ms; 0 = only the route timeout bounds a try */
-  readonly perTryTimeout: number;
-  /** `connect-failure` */
-  readonly onConnectFailure: boolean;
-  /** `reset`: connection reset/closed, protocol error or per-try timeout */
-  readonly onReset: boolean;
-  /** `5xx`: any 5xx response, and every error kind (as Envoy counts a reset as a 5xx) */
-  readonly on5xx: boolean;
-  /** `gateway-error`: 502, 503, 504 responses, and every error kind (as Envoy) */
-  readonly onGatewayError: boolean;
-  /** status codes listed by number */
-  readonly statuses: ReadonlySet<number>;
-  /** ms */
-  readonly backoffBase: number;
-  /** ms */
-  readonly backoffMax: number;
-  /** retry POST/PATCH/... on conditions other than connect failure */
-  readonly nonIdempotent: boolean;
-}
-
-const EMPTY_STATUSES: ReadonlySet<number> = new Set();
-
-/** The policy of a route without a `retries` block: one retry on connect failure, nothing else. */
-export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
-  attempts: 1,
-  perTryTimeout: 0,
-  onConnectFailure: true,
-  onReset: false,
-  on5xx: false,
-  onGatewayError: false,
-  statuses: EMPTY_STATUSES,
-  backoffBase: 25,
-  backoffMax: 250,
-  nonIdempotent: false,
-});
-
-/**
- * Compiles a route's `retries` block; `null` gives {@link DEFAULT_RETRY_POLICY}. Conditions are
- * `connect-failure`, `reset`, `5xx`, `gateway-error` and status codes (numbers, or numeric
- * strings). Throws a TypeError on any other condition: the config schema must have rejected it,
- * so reaching here is a bug, and silently ignoring it would silently disable retries.
- */
-export function compileRetryPolicy(r: RetryConfig | null): RetryPolicy {
-  if (r === null) return DEFAULT_RETRY_POLICY;
-  let onConnectFailure = false;
-  let onReset = false;
-  let on5xx = false;
-  let onGatewayError = false;
-  const statuses = new Set<number>();
-  for (let i = 0; i < r.on.length; i++) {
-    const c = r.on[i];
-    if (typeof c === 'number' || (typeof c === 'string' && /^[1-5][0-9][0-9]$/.test(c))) {
-      const n = Number(c);
-      if (!Number.isInteger(n) || n < 100 || n > 599) {
-        throw new TypeError(`retries.on: bad status ${String(c)}`);
-      }
-      statuses.add(n);
-      continue;
-    }
-    switch (c) {
-      case 'connect-failure':
-        onConnectFailure = true;
-        break;
-      case 'reset':
-        onReset = true;
-        break;
-      case '5xx':
-        on5xx = true;
-        break;
-      case 'gateway-error':
-        onGatewayError = true;
-        break;
-      default:
-        throw new TypeError(`retries.on: unknown condition ${String(c)}`);
-    }
-  }
-  return Object.freeze({
-    attempts: r.attempts,
-    perTryTimeout: r.perTryTimeout,
-    onConnectFailure,
-    onReset,
-    on5xx,
-    onGatewayError,
-    statuses: statuses.size === 0 ? EMPTY_STATUSES : statuses,
-    backoffBase: r.backoff.base,
-    backoffMax: r.backoff.max,
-    nonIdempotent: r.nonIdempotent,
-  });
-}
-
-/** RFC 9110 §9.2.2 idempotent methods (upper-case, as Node delivers them). */
-export function isIdempotent(method: string): boolean {
-  switch (method) {
-    case 'GET':
-    case 'HEAD':
-    case 'OPTIONS':
-    case 'TRACE':
-    case 'PUT':
-    case 'DELETE':
-      return true;
-    default:
-      return false;
-  }
-}
-
-/**
- * Whether the policy's conditions call for another try after outcome `o` (Envoy's
- * `x-envoy-retry-on` semantics as of Envoy 1.2x, `RetryStateImpl::wouldRetryFromReset/Headers`):
- *
- * - `connect_failure` is retried under `connect-failure`, `reset`, `5xx` and `gateway-error`,
- *   whatever the method: nothing reached the upstream.
- * - `reset`, `protocol_error` and `timeout` are retried under `reset`, `5xx` and
- *   `gateway-error` (Envoy turns a per-try timeout and a codec error into a local stream reset,
- *   and counts any reset as a "5xx"/gateway error since it becomes one), but not under
- *   `connect-failure` alone.
- * - A response is retried when its status is listed, or is 5xx under `5xx`, or is 502/503/504
- *   under `gateway-error`.
- * - Everything but a connect failure needs an idempotent method, unless `nonIdempotent`
- *   (CONTRACT.md, Retries).
- *
- * The caller still decides whether a retry is *possible* (attempts left, body replayable, no
- * response bytes sent, the route deadline not passed, the budget) and asks this first.
- */
-export function shouldRetry(p: RetryPolicy, o: AttemptOutcome, method: string): boolean {
-  if (o.kind === 'error') {
-    const anyReset = p.onReset || p.on5xx || p.onGatewayError;
-    if (o.error === 'connect_failure') return p.onConnectFailure || anyReset;
-    if (!anyReset) return false;
-    return p.nonIdempotent || isIdempotent(method);
-  }
-  const s = o.status;
-  const hit =
-    p.statuses.has(s) ||
-    (p.on5xx && s >= 500 && s <= 599) ||
-    (p.onGatewayError && (s === 502 || s === 503 || s === 504));
-  return hit && (p.nonIdempotent || isIdempotent(method));
-}
 
 /**
  * Whether an attempt counts as a failure for the circuit breaker and outlier detection: every

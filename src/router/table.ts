@@ -4,9 +4,10 @@
  * apply to the request's host, in file order (first match wins).
  */
 import type { Cluster } from '../cluster/cluster.js';
+import { proxyError, type ProxyError } from '../errors.js';
 import type { HeaderOps, OutboundConfig, RouteConfig } from '../config/types.js';
-import type { RetryPolicy } from '../resilience/classify.js';
-import { compileRetryPolicy } from '../resilience/classify.js';
+import type { RetryPolicy } from '../resilience/retry.js';
+import { compileRetryPolicy } from '../resilience/retry.js';
 import { TokenBucket } from '../resilience/ratelimit.js';
 import type { Metrics, RouteStats } from '../telemetry/metrics.js';
 import { WeightedPicker } from './split.js';
@@ -44,6 +45,14 @@ export class CompiledRoute {
   readonly pathIsExact: boolean;
   private readonly pathRegex: RegExp | null;
   private readonly methods: ReadonlySet<string> | null;
+  /** `match.port`: the ports a plain request's Host may name; null = any */
+  private readonly ports: ReadonlySet<number> | null;
+  /**
+   * The ports a CONNECT may take this route to: `match.port`, or without it the ports its
+   * clusters' endpoints listen on. A CONNECT to another port of the same host is not this
+   * route's traffic (a route to an HTTP service on 8080 must not carry a TLS tunnel to 443).
+   */
+  readonly connectPorts: ReadonlySet<number>;
   /** flat [name, value, ...], lower-cased names */
   private readonly headerMatch: readonly string[];
   /** prefix to strip (the matched prefix) and its replacement; null = no rewrite */
@@ -58,6 +67,8 @@ export class CompiledRoute {
   readonly faultDelayMs: number;
   readonly faultAbortPercent: number;
   readonly faultAbortStatus: number;
+  /** the answer of an injected abort (made once) */
+  readonly faultAbort: ProxyError;
   readonly mirror: RouteTarget | null;
   readonly mirrorPercent: number;
   private readonly single: RouteTarget | null;
@@ -94,6 +105,7 @@ export class CompiledRoute {
     this.pathLiteral = this.pathKind === 1 || this.pathKind === 2 ? this.pathValue : null;
     this.pathIsExact = this.pathKind === 2;
     this.methods = r.match.methods === null ? null : new Set(r.match.methods);
+    this.ports = r.match.ports === null ? null : new Set(r.match.ports);
     const hm: string[] = [];
     if (r.match.headers !== null) for (const [k, v] of Object.entries(r.match.headers)) hm.push(k, v);
     this.headerMatch = hm;
@@ -108,6 +120,7 @@ export class CompiledRoute {
     this.faultDelayMs = r.fault?.delay?.duration ?? 0;
     this.faultAbortPercent = r.fault?.abort?.percent ?? 0;
     this.faultAbortStatus = r.fault?.abort?.status ?? 503;
+    this.faultAbort = proxyError('fault_injected', undefined, this.faultAbortStatus);
 
     const target = (name: string): RouteTarget => {
       const cluster = clusters.get(name);
@@ -126,10 +139,12 @@ export class CompiledRoute {
     }
     this.mirror = r.mirror === null ? null : target(r.mirror.cluster);
     this.mirrorPercent = r.mirror?.percent ?? 0;
+    this.connectPorts = this.ports ?? clusterPorts(this.targets);
   }
 
-  /** Path, method and header match; the host was matched by the table. */
-  matches(path: string, method: string, rawHeaders: readonly string[]): boolean {
+  /** Port, path, method and header match; the host was matched by the table. */
+  matches(port: number, path: string, method: string, rawHeaders: readonly string[]): boolean {
+    if (this.ports !== null && !this.ports.has(port)) return false;
     switch (this.pathKind) {
       case 0:
         break;
@@ -288,12 +303,12 @@ class Bucket {
     this.index = index;
   }
 
-  find(path: string, method: string, rawHeaders: readonly string[]): CompiledRoute | null {
+  find(port: number, path: string, method: string, rawHeaders: readonly string[]): CompiledRoute | null {
     let list = this.routes;
     if (this.index !== null) list = this.index.get(pathKey(path, this.depth)) ?? this.rest;
     for (let i = 0; i < list.length; i++) {
       const r = list[i] as CompiledRoute;
-      if (r.matches(path, method, rawHeaders)) return r;
+      if (r.matches(port, path, method, rawHeaders)) return r;
     }
     return null;
   }
@@ -351,8 +366,8 @@ export class RouteTable {
     return new Bucket(list);
   }
 
-  /** `host` is lower-case without port. */
-  route(host: string, path: string, method: string, rawHeaders: readonly string[]): RouteDecision {
+  /** `host` is lower-case without port; `port` is the Host's (80 when it names none). */
+  route(host: string, port: number, path: string, method: string, rawHeaders: readonly string[]): RouteDecision {
     let b = this.byHost.get(host) ?? this.anyHost;
     if (b === null) {
       b = this.hostCache.get(host) ?? null;
@@ -363,31 +378,36 @@ export class RouteTable {
         this.hostCache.set(host, b);
       }
     }
-    const r = b.find(path, method, rawHeaders);
+    const r = b.find(port, path, method, rawHeaders);
     if (r !== null) return r.decision;
     return this.passthrough ? PASSTHROUGH : NO_ROUTE;
   }
 
-  /** Whether any route names this host (CONNECT under `unknownHosts: reject`). */
-  knowsHost(host: string): boolean {
-    if (this.byHost.has(host)) return true;
-    for (const w of this.wildcards) if (w.suffixes !== null && hostMatches(w, host)) return true;
-    return false;
-  }
-
   /**
-   * The first route (file order) whose host condition names `host`, path, method and headers
-   * ignored; null when none does. CONNECT carries no path, so this is how a CONNECT is routed.
-   * Routes without a host condition do not count: they would capture every CONNECT.
+   * The route of `CONNECT host:port`: the first route (file order) whose host condition names
+   * `host` and whose `connectPorts` hold `port`, path, method and headers ignored (a CONNECT
+   * carries none); null when none does. Routes without a host condition do not count: they would
+   * capture every CONNECT.
    */
-  routeForHost(host: string): CompiledRoute | null {
+  routeForConnect(host: string, port: number): CompiledRoute | null {
     const w = this.wildcards;
     for (let i = 0; i < w.length; i++) {
       const r = w[i] as HostRule;
-      if (r.suffixes !== null && hostMatches(r, host)) return r.route;
+      if (r.suffixes !== null && hostMatches(r, host) && r.route.connectPorts.has(port)) return r.route;
     }
     return null;
   }
+}
+
+/** The ports the clusters of `targets` send to (static endpoints' ports, or the DNS port). */
+function clusterPorts(targets: readonly RouteTarget[]): ReadonlySet<number> {
+  const ports = new Set<number>();
+  for (const t of targets) {
+    const c = t.cluster.config;
+    if (c.dns !== null) ports.add(c.dns.port);
+    for (const a of c.endpoints ?? []) ports.add(a.port);
+  }
+  return ports;
 }
 
 /** A route's host condition: null suffixes = any host; "" suffix = "*". */

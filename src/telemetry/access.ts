@@ -6,12 +6,12 @@
  * about 1 µs (strings that need escaping still go through JSON.stringify).
  *
  * The line is what pino wrote: `{"level":"info","time":ISO,...fields,"msg":"access"}`, with
- * undefined fields left out. Its fields are fixed by the listener and never hold a header value,
- * so nothing needs redacting.
+ * undefined fields left out. The request path's report (request/report.ts) fills the fields; they
+ * never hold a header value, so nothing needs redacting.
  */
 import type { Logger } from './log.js';
 
-/** One access-log line's fields (CONTRACT.md "Access log"), in the order they are written. */
+/** One access-log line's fields (docs/operations.md, "Access log"), in the order they are written. */
 export interface AccessRecord {
   direction: string;
   method: string | undefined;
@@ -33,25 +33,6 @@ export interface AccessRecord {
   error: string | undefined;
 }
 
-/** What a forwarded request or tunnel knows when it is over (Exchange and Tunnel both are one). */
-export interface Served {
-  readonly req: { readonly method?: string | undefined };
-  readonly path: string;
-  readonly host: string;
-  readonly status: number;
-  readonly bytesIn: number;
-  readonly bytesOut: number;
-  readonly route: string;
-  readonly clusterName: string;
-  /** endpoint key; '' when none was tried */
-  readonly upstream: string;
-  readonly attempts: number;
-  readonly requestId: string | null;
-  readonly traceId: string | null;
-  /** set when the proxy made the response */
-  readonly error: { readonly reason: string } | null;
-}
-
 /** Where lines go: pino's destination (SonicBoom) or any stream taking strings. */
 export interface LineSink {
   write(line: string): unknown;
@@ -63,28 +44,6 @@ export class AccessLog {
     private readonly levels: Logger,
     private readonly sink: LineSink,
   ) {}
-
-  /** The line of a request that was routed (or a tunnel), `seconds` after it arrived. */
-  served(direction: string, x: Served, seconds: number, tunnel?: string): void {
-    this.write({
-      direction,
-      method: x.req.method,
-      path: x.path,
-      host: x.host,
-      status: x.status,
-      duration_ms: Math.round(seconds * 1e6) / 1e3,
-      bytes_in: x.bytesIn,
-      bytes_out: x.bytesOut,
-      route: x.route,
-      cluster: x.clusterName,
-      upstream: x.upstream === '' ? null : x.upstream,
-      attempts: x.attempts,
-      request_id: x.requestId,
-      trace_id: x.traceId,
-      tunnel,
-      error: x.error === null ? undefined : x.error.reason,
-    });
-  }
 
   write(r: AccessRecord): void {
     if (!this.levels.isLevelEnabled('info')) return;

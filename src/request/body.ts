@@ -2,11 +2,10 @@
  * Request bodies on their way upstream. The client's request stream is read on demand (pull, so
  * the client is back-pressured by the upstream socket), and the first 64 KiB are kept so a retry
  * can replay them. Past 64 KiB the copy is dropped and the request is no longer retryable
- * (CONTRACT.md, "Retries"). A mirror gets a tee that never slows the primary: when the mirror
+ * (docs/resilience.md, "Retries"). A mirror gets a tee that never slows the primary: when the mirror
  * falls behind by more than its bound, the mirror is cut, not the request.
  */
 import { Readable } from 'node:stream';
-import type { IncomingMessage } from 'node:http';
 
 /** Requests whose body streamed past this are not retried. */
 export const REPLAY_LIMIT = 64 * 1024;
@@ -24,7 +23,7 @@ export class BodySource {
   private current: AttemptBody | null = null;
   private mirror: MirrorBody | null = null;
 
-  constructor(private readonly req: IncomingMessage) {
+  constructor(private readonly req: Readable) {
     req.on('readable', this.onReadable);
     req.on('end', this.onEnd);
     req.on('error', this.onError);

@@ -5,6 +5,7 @@
  */
 import { randomFillSync, randomUUID } from 'node:crypto';
 import type { CompiledHeaderOps } from '../router/table.js';
+import { viaHolds } from './loop.js';
 
 /** Never forwarded in either direction (plus whatever Connection names). */
 const HOP_BY_HOP = new Set([
@@ -31,9 +32,13 @@ export interface ForwardingInfo {
   hostOverride: string | null;
   /** keep `upgrade` and `connection: upgrade` (upgrade tunnels) */
   upgrade: boolean;
+  /** this listener's `via` entry, added upstream; '' adds none */
+  via: string;
   /** out: the request id and trace id used (kept or made) */
   requestId: string;
   traceId: string;
+  /** out: the request already carried this listener's `via` entry (it came back: a loop) */
+  loop: boolean;
 }
 
 /** The Connection header's tokens other than keep-alive/close, lower-cased; null when none. */
@@ -84,7 +89,8 @@ export function makeTraceparent(): string {
 /**
  * The upstream request's headers as a flat [name, value, ...] array: hop-by-hop headers dropped,
  * `x-forwarded-for` appended, `x-forwarded-proto` set, `x-request-id` and `traceparent` kept or
- * made, the route's header policy applied. Fills `info.requestId` and `info.traceId`.
+ * made, this listener's `via` entry appended, the route's header policy applied. Fills
+ * `info.requestId`, `info.traceId` and `info.loop`.
  */
 export function upstreamRequestHeaders(
   raw: readonly string[],
@@ -121,9 +127,12 @@ export function upstreamRequestHeaders(
     } else if (lower === 'traceparent') {
       if (traceparent !== null || !validTraceparent(value)) continue;
       traceparent = value;
+    } else if (lower === 'via' && info.via !== '' && viaHolds(value, info.via)) {
+      info.loop = true;
     }
     out.push(name, value);
   }
+  if (info.via !== '') out.push('via', info.via);
   if (info.hostOverride !== null) out.push('host', info.hostOverride);
   if (info.upgrade) out.push('connection', 'upgrade');
   out.push('x-forwarded-for', xff === null ? info.clientIp : `${xff}, ${info.clientIp}`);

@@ -5,42 +5,53 @@
  * socket's back-pressure to undici, which stops reading the upstream socket until `drain`.
  * Expected failures end as `ProxyError` values answered by `respondError`; nothing here throws.
  *
- * Retry rules enforced here (CONTRACT.md "Retries"): the route's policy decides which outcomes
- * are worth another try (`shouldRetry`), and a retry is made only while no response byte reached
- * the client, the body is still replayable (64 KiB, body.ts), attempts are left and the cluster's
- * budget grants it. A retry avoids the endpoint that just failed. The route timeout is one timer
- * for the whole exchange, never restarted by a retry; `perTryTimeout` bounds each try's wait for
- * its response head (undici `headersTimeout`, classified as a timeout).
+ * An exchange carries out an admitted `Decision` (decision.ts); it never decides routing. Retries:
+ * the rules and the per-request state are resilience/retry.ts's `RetryState`; the exchange adds
+ * what only it knows, that no response byte reached the client. A retry avoids the endpoint that
+ * just failed. The route timeout is one timer for the whole exchange, never restarted by a retry;
+ * `perTryTimeout` bounds each try's wait for its response head (undici `headersTimeout`,
+ * classified as a timeout).
  *
  * Accounting: `cluster.active` counts the exchange from start to finish (so a retired cluster
- * keeps its pools for our retries); `ep.active` counts the attempt from dispatch until undici
- * is done with it (the body streamed or the attempt failed), which is what least-request and the
- * overflow limits need. Breaker and outlier detection hear each attempt's outcome once, at the
- * response head (a failure in mid-body is still reported to outlier detection).
+ * keeps its pools for our retries); each attempt holds an endpoint lease (cluster/lease.ts) from
+ * dispatch until undici is done with it (the body streamed or the attempt failed), which is what
+ * least-request and the overflow limits need. Breaker and outlier detection hear each attempt's
+ * outcome once, at the response head (a failure in mid-body still reaches outlier detection).
+ * When the client response is over, the exchange hands itself to the report, once.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import type { Cluster } from '../cluster/cluster.js';
-import type { Endpoint } from '../cluster/endpoint.js';
-import { ERROR_HEADER, errorBody, proxyError, type ProxyError } from '../errors.js';
-import type { RetryPolicy, AttemptOutcome } from '../resilience/classify.js';
-import { classifyError, errorReason, isFailure, shouldRetry } from '../resilience/classify.js';
-import { backoffDelay } from '../resilience/backoff.js';
-import type { BreakerToken } from '../resilience/breaker.js';
-import type { CompiledHeaderOps } from '../router/table.js';
-import type { RouteStats } from '../telemetry/metrics.js';
-import { BodySource } from './body.js';
-import { clientResponseHeaders } from './headers.js';
+import { Lease, takeLease } from '../cluster/lease.js';
+import { proxyError, respondError, type ProxyError } from '../errors.js';
+import type { AttemptOutcome } from '../resilience/classify.js';
+import { classifyError, errorReason, isFailure } from '../resilience/classify.js';
+import { RetryState } from '../resilience/retry.js';
 import { checkResponseHead } from '../security/edge.js';
+import type { Direction } from '../telemetry/metrics.js';
+import { BodySource } from './body.js';
+import type { Decision } from './decision.js';
+import { clientResponseHeaders } from './headers.js';
+import { startMirror } from './mirror.js';
+import type { Report, Served } from './report.js';
 
-/** What the exchange reports when the client response is over (access log + metrics). */
-export interface ExchangeSink {
-  exchangeDone(x: Exchange): void;
-  /** a failed attempt or local refusal (`outrigger_upstream_errors_total`) */
-  upstreamError(x: Exchange, reason: string): void;
-  retried(x: Exchange): void;
-  budgetExhausted(x: Exchange): void;
+/**
+ * What an exchange writes the client's response to: the codec's response object. node:http's
+ * ServerResponse is one as it stands; another codec (HTTP/2) supplies an adapter of this shape.
+ */
+export interface ClientResponse {
+  readonly headersSent: boolean;
+  readonly writableFinished: boolean;
+  readonly statusCode: number;
+  /** throws when a header value cannot be sent (the exchange answers 502 instead) */
+  writeHead(status: number, statusText: string | undefined, headers: string[]): unknown;
+  writeHead(status: number, headers: string[]): unknown;
+  /** false: the client is not keeping up; wait for 'drain' */
+  write(chunk: Buffer): boolean;
+  end(chunk?: Buffer): unknown;
+  destroy(): unknown;
+  on(event: 'close', listener: (this: ClientResponse) => void): unknown;
+  once(event: 'drain', listener: (this: ClientResponse) => void): unknown;
+  off(event: 'drain', listener: (this: ClientResponse) => void): unknown;
 }
 
 const TIMEOUT_ERROR = Object.freeze(Object.assign(new Error('route timeout'), { code: 'OUTRIGGER_TIMEOUT' }));
@@ -54,40 +65,17 @@ const DISCARD_LIMIT = 64 * 1024;
 /** The status logged for a client that went away before its response started (as nginx). */
 export const CLIENT_CLOSED_STATUS = 499;
 
-export class Exchange {
-  // --- set by the listener before start() ---
-  route = '';
-  clusterName = '';
-  stats: RouteStats | null = null;
-  cluster: Cluster | null = null;
-  retry: RetryPolicy | null = null;
-  timeout = 0;
-  /** path+query sent upstream */
-  upstreamPath = '';
-  /** flat upstream request headers */
-  upstreamHeaders: string[] = [];
-  responseOps: CompiledHeaderOps | null = null;
-  hashKey: string | undefined = undefined;
-  requestId = '';
-  traceId = '';
-  host = '';
-  path = '';
-  /** passthrough: the one dispatcher to use instead of a cluster */
-  passthrough: Dispatcher | null = null;
-  passthroughKey = '';
-
-  // --- progress ---
+export class Exchange implements Served {
   readonly t0 = performance.now();
   status = 0;
   error: ProxyError | null = null;
-  attempts = 0;
   bytesOut = 0;
   upstream = '';
   headersSent = false;
   done = false;
+  private readonly retry: RetryState;
   private body: BodySource | null = null;
   private current: Attempt | null = null;
-  private lastEndpoint: Endpoint | undefined = undefined;
   private timer: NodeJS.Timeout | null = null;
   private backoffTimer: NodeJS.Timeout | null = null;
   private resumeUpstream: (() => void) | null = null;
@@ -95,95 +83,83 @@ export class Exchange {
   private awaitingDrain = false;
   /** the exchange is counted in `cluster.active` */
   private counted = false;
-  /** the failure a pending retry is retrying: the answer if the retry cannot be made */
-  private retrying: ProxyError | null = null;
 
   constructor(
-    readonly req: IncomingMessage,
-    readonly res: ServerResponse,
-    private readonly sink: ExchangeSink,
+    readonly labels: Decision,
+    readonly method: string,
+    /** the request body, or null when the request has none (RFC 9112 6.3) */
+    private readonly requestBody: Readable | null,
+    readonly res: ClientResponse,
+    private readonly report: Report,
+    private readonly direction: Direction,
   ) {
+    this.retry = new RetryState(labels.retry);
     (res as ExchangeResponse)[EXCHANGE] = this;
     res.on('close', onResponseClose);
   }
 
-  /** A bounded copy of the request body for a mirror, or null when there is no body. */
-  teeBody(): Readable | null {
-    return this.body === null ? null : this.body.tee();
+  get attempts(): number {
+    return this.retry.attempts;
   }
 
   get bytesIn(): number {
     return this.body === null ? 0 : this.body.bytesRead;
   }
 
-  /** Whether the request carries a body to stream (RFC 9112 6.3: CL or TE present). */
-  private hasBody(): boolean {
-    const h = this.req.headers;
-    if (h['transfer-encoding'] !== undefined) return true;
-    const cl = h['content-length'];
-    return cl !== undefined && cl !== '0';
+  /** Starts forwarding (after the decision's fault delay, when it has one). */
+  start(): void {
+    const d = this.labels;
+    if (d.delayMs > 0) this.backoffTimer = setTimeout(onDelayOver, d.delayMs, this);
+    else this.begin();
   }
 
-  /** Starts forwarding; the route, cluster (or passthrough) and headers are set. */
-  start(): void {
-    if (this.cluster !== null) {
-      this.cluster.requestStarted();
+  /** The route timer, the first attempt and the mirror copy. */
+  begin(): void {
+    this.backoffTimer = null;
+    if (this.done) return;
+    const d = this.labels;
+    if (d.cluster !== null) {
+      d.cluster.requestStarted();
       this.counted = true;
     }
-    if (this.hasBody()) this.body = new BodySource(this.req);
-    if (this.timeout > 0) {
-      this.timer = setTimeout(onRouteTimeout, this.timeout, this);
-    }
+    if (this.requestBody !== null) this.body = new BodySource(this.requestBody);
+    if (d.timeout > 0) this.timer = setTimeout(onRouteTimeout, d.timeout, this);
     this.attempt();
+    if (d.mirror !== null) startMirror(d, this.method, this.body, d.mirror);
   }
 
-  /** One upstream try: pick, admit (overflow, breaker), dispatch. */
+  /** One upstream try: lease an endpoint (or the passthrough origin's pool), dispatch. */
   private attempt(): void {
     // A retry whose exchange was answered meanwhile (route timeout, client gone) is not made.
     if (this.done || this.headersSent) return;
-    const cluster = this.cluster;
-    let ep: Endpoint | null = null;
-    let token: BreakerToken | null = null;
+    const d = this.labels;
+    let lease: Lease | null = null;
     let dispatcher: Dispatcher;
-    if (cluster !== null) {
-      ep = cluster.pick(this.hashKey, this.lastEndpoint);
-      if (ep === null) {
-        this.refuse('no_healthy_upstream', undefined);
+    if (d.cluster !== null) {
+      const l = takeLease(d.cluster, d.hashKey, this.retry.avoid, this.direction, false);
+      if (!(l instanceof Lease)) {
+        this.refuse(l);
         return;
       }
-      if (!cluster.admits(ep)) {
-        cluster.overflowed(this.stats === null ? 'outbound' : this.stats.direction);
-        this.refuse('overflow', 'cluster maxPending');
-        return;
-      }
-      // Last: in half-open, admitting takes the single probe slot.
-      if (cluster.breaker !== null) {
-        token = cluster.breaker.admit();
-        if (token === null) {
-          this.refuse('circuit_open', undefined);
-          return;
-        }
-      }
-      dispatcher = ep.pool;
-      ep.active++;
-      this.upstream = ep.key;
-      if (this.attempts === 0) cluster.budget.onRequest();
+      lease = l;
+      dispatcher = l.endpoint.pool;
+      this.upstream = l.endpoint.key;
+      if (this.retry.attempts === 0) d.cluster.budget.onRequest();
     } else {
-      dispatcher = this.passthrough as Dispatcher;
-      this.upstream = this.passthroughKey;
+      dispatcher = d.passthrough.get(d.origin);
+      this.upstream = d.origin;
     }
-    this.attempts++;
-    this.lastEndpoint = ep ?? undefined;
-    const a = new Attempt(this, ep, token);
+    this.retry.started(lease?.endpoint);
+    const a = new Attempt(this, lease);
     this.current = a;
-    const policy = this.retry;
+    const policy = d.retry;
     dispatcher.dispatch(
       {
-        method: (this.req.method ?? 'GET') as Dispatcher.HttpMethod,
-        path: this.upstreamPath,
-        headers: this.upstreamHeaders,
+        method: this.method as Dispatcher.HttpMethod,
+        path: d.upstreamPath,
+        headers: d.upstreamHeaders,
         body: this.body === null ? null : this.body.attempt(),
-        headersTimeout: policy !== null && policy.perTryTimeout > 0 ? policy.perTryTimeout : 0,
+        headersTimeout: policy.perTryTimeout > 0 ? policy.perTryTimeout : 0,
         bodyTimeout: 0,
         // a request with a body is never pipelined; undici decides from `idempotent`
         idempotent: false,
@@ -194,27 +170,26 @@ export class Exchange {
   }
 
   /**
-   * A local refusal of a try (counted under its own reason). A first try answers with it; a
-   * retry that cannot be made answers with the failure it was retrying, as a retry over budget
-   * does: the client learns what went wrong upstream, not that the retry was refused.
+   * A lease refused (counted under its own reason). A first try answers with it; a retry that
+   * cannot be made answers with the failure it was retrying, as a retry over budget does: the
+   * client learns what went wrong upstream, not that the retry was refused.
    */
-  private refuse(reason: 'no_healthy_upstream' | 'overflow' | 'circuit_open', detail: string | undefined): void {
-    const prior = this.retrying;
+  private refuse(err: ProxyError): void {
+    const prior = this.retry.retrying;
     if (prior !== null) {
-      this.sink.upstreamError(this, reason);
+      this.report.upstreamError(this.labels.clusterName, err.reason);
       this.fail(prior, '');
       return;
     }
-    this.fail(proxyError(reason, detail), reason);
+    this.fail(err, err.reason);
   }
 
-  /** The attempt's dispatch is over (completed or failed): nothing left to abort. */
+  /** The attempt's dispatch is over (completed or failed): its endpoint goes back. */
   attemptEnded(a: Attempt): void {
     if (a.ended) return;
     a.ended = true;
     if (this.current === a) this.current = null;
-    const ep = a.endpoint;
-    if (ep !== null) ep.active--;
+    a.lease?.release();
   }
 
   /** An attempt ended before any response byte reached the client. */
@@ -222,7 +197,7 @@ export class Exchange {
     this.attemptSettled(a, outcome);
     if (this.done || this.headersSent) return;
     if (this.mayRetry(outcome)) {
-      this.retrying = err;
+      this.retry.retrying = err;
       this.scheduleRetry();
       return;
     }
@@ -233,32 +208,23 @@ export class Exchange {
   attemptSettled(a: Attempt, outcome: AttemptOutcome): void {
     if (a.settled) return;
     a.settled = true;
-    const ep = a.endpoint;
-    const cluster = this.cluster;
-    if (ep !== null && cluster !== null) {
-      // The client going away says nothing about the upstream's health.
-      if (!a.clientGone) {
-        const failure = isFailure(outcome);
-        a.breakerToken?.done(failure);
-        cluster.onAttemptResult(ep, failure);
-        if (outcome.kind === 'error') this.sink.upstreamError(this, errorReason(outcome.error));
-      } else {
-        a.breakerToken?.cancel();
-      }
+    const lease = a.lease;
+    if (lease === null) return;
+    // The client going away says nothing about the upstream's health.
+    if (a.clientGone) {
+      lease.abandoned();
+      return;
     }
+    if (isFailure(outcome)) lease.failed();
+    else lease.succeeded();
+    if (outcome.kind === 'error') this.report.upstreamError(this.labels.clusterName, errorReason(outcome.error));
   }
 
   private mayRetry(outcome: AttemptOutcome): boolean {
-    const p = this.retry;
-    if (p === null || this.attempts > p.attempts) return false;
-    if (!shouldRetry(p, outcome, this.req.method ?? 'GET')) return false;
-    if (this.body !== null && !this.body.replayable) return false;
-    const cluster = this.cluster;
-    if (cluster !== null && !cluster.tryRetry()) {
-      this.sink.budgetExhausted(this);
-      return false;
-    }
-    return true;
+    const replayable = this.body === null || this.body.replayable;
+    const v = this.retry.decide(outcome, this.method, replayable, this.labels.cluster);
+    if (v === 'budget_exhausted') this.report.budgetExhausted(this.labels.clusterName);
+    return v === 'retry';
   }
 
   /**
@@ -269,17 +235,16 @@ export class Exchange {
   attemptBrokeAfterHead(a: Attempt, reason: string): void {
     // A proxy-made answer is already on its way (a head Node refused to send): leave it be.
     if (this.error !== null) return;
-    const ep = a.endpoint;
-    if (!a.clientGone) {
-      this.sink.upstreamError(this, reason);
-      if (ep !== null && this.cluster !== null) this.cluster.onAttemptResult(ep, true);
+    if (!a.clientGone && a.lease !== null) {
+      this.report.upstreamError(this.labels.clusterName, reason);
+      a.lease.brokeLater();
     }
     this.cutOff();
   }
 
   /** A drained response is being retried: there is no earlier failure to answer with. */
   retryingResponse(): void {
-    this.retrying = null;
+    this.retry.retrying = null;
   }
 
   /** A response whose status the policy retries: drain its body, then try again. */
@@ -290,10 +255,8 @@ export class Exchange {
 
   scheduleRetry(): void {
     if (this.done || this.headersSent) return;
-    const p = this.retry as RetryPolicy;
-    this.sink.retried(this);
-    const delay = backoffDelay(this.attempts - 1, p.backoffBase, p.backoffMax);
-    this.backoffTimer = setTimeout(onBackoffOver, delay, this);
+    this.report.retried(this.labels.clusterName);
+    this.backoffTimer = setTimeout(onBackoffOver, this.retry.backoff(), this);
   }
 
   /** The backoff before a retry is over. */
@@ -307,11 +270,10 @@ export class Exchange {
     this.resumeUpstream = resume;
     this.status = status;
     this.headersSent = true;
-    const headers = clientResponseHeaders(raw, this.responseOps);
-    const res = this.res;
+    const headers = clientResponseHeaders(raw, this.labels.responseOps);
     try {
-      res.writeHead(status, statusText === '' ? undefined : statusText, headers);
-      // flush the head with the first body chunk rather than in a packet of its own
+      // flushed with the first body chunk rather than in a packet of its own
+      this.res.writeHead(status, statusText === '' ? undefined : statusText, headers);
     } catch (err) {
       // A header value Node refuses to send (invalid characters from the upstream).
       this.headersSent = false;
@@ -405,7 +367,7 @@ export class Exchange {
     this.clearTimers();
     if (this.done || this.headersSent) return;
     this.error = err;
-    if (countAs !== '') this.sink.upstreamError(this, countAs);
+    if (countAs !== '') this.report.upstreamError(this.labels.clusterName, countAs);
     respondError(this.res, err);
     this.status = err.status;
     this.headersSent = true;
@@ -420,26 +382,30 @@ export class Exchange {
     }
     if (this.counted) {
       this.counted = false;
-      (this.cluster as Cluster).requestEnded();
+      this.labels.cluster?.requestEnded();
     }
     if (this.status === 0) this.status = this.res.statusCode;
-    this.sink.exchangeDone(this);
+    this.report.served(this);
   }
 }
 
 // The exchange's event and timer callbacks are these module functions, not closures made per
 // request: the response carries its exchange, and timers are given it as their argument.
 const EXCHANGE = Symbol('outrigger.exchange');
-interface ExchangeResponse extends ServerResponse {
+interface ExchangeResponse extends ClientResponse {
   [EXCHANGE]: Exchange;
 }
 
-function onResponseClose(this: ServerResponse): void {
+function onResponseClose(this: ClientResponse): void {
   (this as ExchangeResponse)[EXCHANGE].clientClosed();
 }
 
-function onResponseDrain(this: ServerResponse): void {
+function onResponseDrain(this: ClientResponse): void {
   (this as ExchangeResponse)[EXCHANGE].clientDrained();
+}
+
+function onDelayOver(x: Exchange): void {
+  x.begin();
 }
 
 function onRouteTimeout(x: Exchange): void {
@@ -469,9 +435,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   constructor(
     private readonly x: Exchange,
-    readonly endpoint: Endpoint | null,
-    /** the circuit breaker's token for this attempt, when the cluster has a breaker */
-    readonly breakerToken: BreakerToken | null,
+    /** the endpoint this attempt holds; null for a passthrough origin */
+    readonly lease: Lease | null,
   ) {}
 
   abort(err: Error): void {
@@ -561,24 +526,4 @@ export class Attempt implements Dispatcher.DispatchHandler {
     const outcome: AttemptOutcome = { kind: 'error', error: kind };
     x.attemptFailed(this, outcome, proxyError(errorReason(kind), err.message));
   }
-}
-
-/** Writes a proxy-made response: status, `x-outrigger-error`, `{"error":"REASON"}`. */
-export function respondError(res: ServerResponse, err: ProxyError, close = false): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const body = errorBody(err.reason);
-  const headers: string[] = [
-    'content-type',
-    'application/json',
-    'content-length',
-    String(body.length),
-    ERROR_HEADER,
-    err.reason,
-  ];
-  if (close) headers.push('connection', 'close');
-  res.writeHead(err.status, headers);
-  res.end(body);
 }
