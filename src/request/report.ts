@@ -41,51 +41,46 @@ export class Report {
   served(x: Served, tunnel?: 'upgrade' | 'connect'): void {
     this.admission.release();
     const seconds = (performance.now() - x.t0) / 1000;
-    const l = x.labels;
-    if (l.stats !== null) l.stats.observe(x.status, seconds);
-    else this.metrics.requests.labels(this.direction, 'none', 'none', String(x.status)).inc();
-    this.accessLog.write({
-      direction: this.direction,
-      method: x.method,
-      path: l.path,
-      host: l.host,
-      status: x.status,
-      duration_ms: Math.round(seconds * 1e6) / 1e3,
-      bytes_in: x.bytesIn,
-      bytes_out: x.bytesOut,
-      route: l.route,
-      cluster: l.clusterName,
-      upstream: x.upstream === '' ? null : x.upstream,
-      attempts: x.attempts,
-      request_id: l.requestId,
-      trace_id: l.traceId,
-      tunnel,
-      error: x.error === null ? undefined : x.error.reason,
-    });
+    this.record(x.labels, x.method, x.status, seconds, x.bytesIn, x.bytesOut, x.upstream, x.attempts, x.error?.reason, tunnel);
   }
 
   /** A request admission refused: answered by the codec, counted and logged here. */
   refused(method: string | undefined, r: Refusal, tunnel?: 'upgrade' | 'connect'): void {
-    const status = r.error.status;
-    if (r.stats !== null) r.stats.observe(status, 0);
+    this.record(r, method, r.error.status, 0, 0, 0, '', 0, r.error.reason, tunnel);
+  }
+
+  /** The one sample and the one access line of a request. */
+  private record(
+    l: RequestLabels,
+    method: string | undefined,
+    status: number,
+    seconds: number,
+    bytesIn: number,
+    bytesOut: number,
+    upstream: string,
+    attempts: number,
+    error: string | undefined,
+    tunnel: 'upgrade' | 'connect' | undefined,
+  ): void {
+    if (l.stats !== null) l.stats.observe(status, seconds);
     else this.metrics.requests.labels(this.direction, 'none', 'none', String(status)).inc();
     this.accessLog.write({
       direction: this.direction,
       method,
-      path: r.path,
-      host: r.host,
+      path: l.path,
+      host: l.host,
       status,
-      duration_ms: 0,
-      bytes_in: 0,
-      bytes_out: 0,
-      route: r.route,
-      cluster: r.clusterName,
-      upstream: null,
-      attempts: 0,
-      request_id: r.requestId,
-      trace_id: r.traceId,
+      duration_ms: Math.round(seconds * 1e6) / 1e3,
+      bytes_in: bytesIn,
+      bytes_out: bytesOut,
+      route: l.route,
+      cluster: l.clusterName,
+      upstream: upstream === '' ? null : upstream,
+      attempts,
+      request_id: l.requestId,
+      trace_id: l.traceId,
       tunnel,
-      error: r.error.reason,
+      error,
     });
   }
 
