@@ -9,7 +9,10 @@
  * undefined fields left out. The request path's report (request/report.ts) fills the fields; they
  * never hold a header value, so nothing needs redacting.
  */
-import type { Logger } from './log.js';
+/** What decides whether access lines are written: the operational logger's level (pino's Logger is one). */
+export interface LevelSource {
+  isLevelEnabled(level: string): boolean;
+}
 
 /** One access-log line's fields (docs/operations.md, "Access log"), in the order they are written. */
 export interface AccessRecord {
@@ -41,7 +44,7 @@ export interface LineSink {
 export class AccessLog {
   constructor(
     /** the operational logger whose level decides whether access lines are written */
-    private readonly levels: Logger,
+    private readonly levels: LevelSource,
     private readonly sink: LineSink,
   ) {}
 
