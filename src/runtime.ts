@@ -71,6 +71,7 @@ function appClusterConfig(inbound: InboundConfig): ClusterConfig {
     maxPending: inbound.maxConcurrent,
     healthCheck: null,
     outlierDetection: null,
+    panicThreshold: 0,
     circuitBreaker: null,
     retryBudget: { ratio: 0.2, minPerSecond: 10 },
     tls: null,

@@ -280,6 +280,7 @@ describe('valid fixtures', async () => {
           maxPending: 1,
           healthCheck: { path: '/healthz', interval: 5000, timeout: 1000, unhealthyThreshold: 3, healthyThreshold: 2 },
           outlierDetection: { consecutiveErrors: 1, ejectionTime: 1000, maxEjectionPercent: 100 },
+          panicThreshold: 50,
           circuitBreaker: { errorThresholdPercentage: 0, volumeThreshold: 1, window: 1000, resetTimeout: 1000 },
           retryBudget: { ratio: 1, minPerSecond: 0 },
           tls: { ca: null, cert: null, key: null, serverName: null, principals: null },
@@ -295,6 +296,7 @@ describe('valid fixtures', async () => {
           maxPending: 1024,
           healthCheck: { path: '/ready', interval: 2000, timeout: 500, unhealthyThreshold: 1, healthyThreshold: 1 },
           outlierDetection: null,
+          panicThreshold: 50,
           circuitBreaker: null,
           retryBudget: { ratio: 0.2, minPerSecond: 10 },
           tls: {
@@ -316,6 +318,7 @@ describe('valid fixtures', async () => {
           maxPending: 1024,
           healthCheck: null,
           outlierDetection: null,
+          panicThreshold: 50,
           circuitBreaker: null,
           retryBudget: { ratio: 0.2, minPerSecond: 10 },
           tls: null,

@@ -109,11 +109,27 @@ describe('OutlierDetector', () => {
     assert.equal(eps[2]!.ejected, true);
   });
 
-  test('at least one endpoint may always be ejected', () => {
+  test('maxEjectionPercent rounds down: the only endpoint is never ejected', () => {
+    make(CFG, 1); // floor(1 × 50 %) = 0
+    fail(eps[0]!, 30);
+    assert.equal(eps[0]!.ejected, false);
+    assert.equal(d.ejectedCount, 0);
+    assert.deepEqual(events, []);
+    make({ ...CFG, maxEjectionPercent: 100 }, 1); // 100 % of one is one
+    fail(eps[0]!, 3);
+    assert.equal(eps[0]!.ejected, true);
+  });
+
+  test('maxEjectionPercent rounds down: 10 % of two ejects none, 50 % of three ejects one', () => {
     make({ ...CFG, maxEjectionPercent: 10 }, 2);
     fail(eps[0]!, 3);
     fail(eps[1]!, 3);
-    assert.deepEqual(eps.map((e) => e.ejected), [true, false]);
+    assert.deepEqual(eps.map((e) => e.ejected), [false, false]);
+    d.stop();
+    make(CFG, 3);
+    fail(eps[0]!, 3);
+    fail(eps[1]!, 3);
+    assert.deepEqual(eps.map((e) => e.ejected), [true, false, false]);
   });
 
   test('failures of an endpoint already ejected are not counted', () => {

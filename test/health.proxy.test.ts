@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { request, startUpstream, type Upstream } from './helpers/servers.js';
+import { closedPort, request, startUpstream, type Upstream } from './helpers/servers.js';
 import { startProxy } from './helpers/proxy.js';
 import { clusters, metrics, metricValue, waitFor } from './resilience.helpers.js';
 
@@ -200,5 +200,86 @@ clusters:
     for (const r of held) r.end();
     await p.close();
     await up.close();
+  }
+});
+
+test('the only endpoint is never ejected: errors before the upstream is up do not leave the service failing', async () => {
+  const port = await closedPort();
+  const p = await startProxy(`
+admin: { listen: 127.0.0.1:0 }
+outbound:
+  listen: 127.0.0.1:0
+  routes: [ { name: one, match: { host: one }, cluster: one } ]
+clusters:
+  one:
+    endpoints: ["127.0.0.1:${port}"]
+    outlierDetection: { consecutiveErrors: 1, ejectionTime: 1m, maxEjectionPercent: 50 }
+`);
+  let up: http.Server | undefined;
+  try {
+    for (let i = 0; i < 3; i++) {
+      const r = await request(p.outbound, { headers: { host: 'one' } });
+      assert.equal(r.status, 502);
+      assert.equal(r.headers['x-outrigger-error'], 'upstream_connect_failure');
+    }
+    const view = (await clusters(p.admin))['one']!;
+    assert.equal(view.endpoints[0]!.ejected, false);
+    assert.equal(metricValue(await metrics(p.admin), 'outrigger_outlier_ejections_total', { cluster: 'one' }) ?? 0, 0);
+    const server = http.createServer((_req, res) => res.end('up'));
+    up = server;
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    const r = await request(p.outbound, { headers: { host: 'one' } });
+    assert.equal(r.status, 200, 'served as soon as the upstream is up');
+    assert.equal(r.body.toString(), 'up');
+  } finally {
+    await p.close();
+    if (up !== undefined) await new Promise((resolve) => up!.close(resolve));
+  }
+});
+
+test('panic threshold: with fewer than panicThreshold % of endpoints healthy, every endpoint takes traffic', async () => {
+  let failing = true;
+  const apps = [await app('a', () => 200), await app('b', () => (failing ? 503 : 200)), await app('c', () => (failing ? 503 : 200)), await app('d', () => (failing ? 503 : 200))];
+  const yaml = (threshold: number) => `
+admin: { listen: 127.0.0.1:0 }
+outbound:
+  listen: 127.0.0.1:0
+  routes: [ { name: p, match: { host: p }, cluster: p } ]
+clusters:
+  p:
+    endpoints: [${apps.map((a) => `"127.0.0.1:${a.port}"`).join(', ')}]
+    panicThreshold: ${threshold}
+    healthCheck: { path: /healthz, interval: 30ms, timeout: 500ms, unhealthyThreshold: 1, healthyThreshold: 1 }
+`;
+  const served = () => apps.map((a) => a.served);
+  // threshold 0: the one healthy endpoint (25 %) takes everything
+  let p = await startProxy(yaml(0));
+  try {
+    await waitFor(async () => ((await clusters(p.admin))['p']!.endpoints.filter((e) => e.healthy).length === 1 ? true : undefined), 'three unhealthy');
+    assert.equal((await clusters(p.admin))['p']!.panic, false);
+    const before = served();
+    for (let i = 0; i < 8; i++) assert.equal((await request(p.outbound, { headers: { host: 'p' } })).body.toString(), 'a');
+    assert.deepEqual(served().slice(1), before.slice(1), 'no traffic to unhealthy endpoints without panic');
+  } finally {
+    await p.close();
+  }
+  // default 50: 25 % healthy is panic, and the unhealthy endpoints serve too
+  p = await startProxy(yaml(50));
+  try {
+    await waitFor(async () => ((await clusters(p.admin))['p']!.panic === true ? true : undefined), 'panic');
+    const view = (await clusters(p.admin))['p']!;
+    assert.equal(view.endpoints.filter((e) => e.healthy).length, 1);
+    assert.equal(metricValue(await metrics(p.admin), 'outrigger_endpoint_healthy', { cluster: 'p', endpoint: `127.0.0.1:${apps[1]!.port}` }), 0, 'the metric still says unhealthy');
+    const before = served();
+    const bodies = new Set<string>();
+    for (let i = 0; i < 8; i++) bodies.add((await request(p.outbound, { headers: { host: 'p' } })).body.toString());
+    assert.deepEqual([...bodies].sort(), ['a', 'b', 'c', 'd']);
+    assert.ok(served().every((n, i) => n > before[i]!));
+    assert.ok(p.logs.some((l) => l['msg'] === 'panic mode: balancing across every endpoint, healthy or not'));
+    failing = false;
+    await waitFor(async () => ((await clusters(p.admin))['p']!.panic === false ? true : undefined), 'panic over');
+  } finally {
+    await p.close();
+    await Promise.all(apps.map((a) => a.close()));
   }
 });

@@ -25,6 +25,7 @@ function cfg(over: Partial<ClusterConfig> = {}): ClusterConfig {
     maxPending: 1,
     healthCheck: null,
     outlierDetection: null,
+    panicThreshold: 50,
     circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 20, window: 10_000, resetTimeout: 30_000 },
     retryBudget: { ratio: 0.2, minPerSecond: 10 },
     tls: null,

@@ -39,6 +39,7 @@ export async function metrics(adminPort: number): Promise<string> {
 
 export interface ClusterView {
   circuitBreaker: string;
+  panic: boolean;
   activeRequests: number;
   limits: { queued: number; overflows: number };
   retryBudget: { refused: number };

@@ -23,7 +23,7 @@ import { OutlierDetector } from './health/outlier.js';
 import { HealthChecker } from './health/active.js';
 import { DnsDiscovery } from './dns.js';
 import { formatAddress } from '../config/address.js';
-import { Endpoint } from './endpoint.js';
+import { Endpoint, type PanicMode } from './endpoint.js';
 import { createLoadBalancer } from './lb/index.js';
 import type { LoadBalancer } from './lb/types.js';
 
@@ -85,6 +85,8 @@ export class Cluster {
   readonly ready: Promise<void>;
   readonly hashHeader: string | null;
   private degraded = false;
+  /** shared with this cluster's endpoints: on while fewer than `panicThreshold`% of them are up */
+  private readonly panic: PanicMode = { on: false };
 
   constructor(
     readonly config: ClusterConfig,
@@ -186,7 +188,7 @@ export class Cluster {
   }
 
   private makeEndpoint(a: Address): Endpoint {
-    return new Endpoint(a, this.makePool(a, this.config.maxConnectionsPerEndpoint));
+    return new Endpoint(a, this.makePool(a, this.config.maxConnectionsPerEndpoint), this.panic);
   }
 
   /** The health checker's own one-socket pool for `ep`, made on first use. */
@@ -253,14 +255,24 @@ export class Cluster {
 
   private endpointChanged(ep: Endpoint): void {
     if (this.retired) return;
-    this.deps.metrics.endpointHealthy.labels(this.name, ep.key).set(ep.available ? 1 : 0);
-    let anyAvailable = false;
-    for (const e of this.endpoints) if (e.available) anyAvailable = true;
-    const degraded = this.endpoints.length > 0 && !anyAvailable;
+    this.deps.metrics.endpointHealthy.labels(this.name, ep.key).set(ep.up ? 1 : 0);
+    const n = this.endpoints.length;
+    let up = 0;
+    for (const e of this.endpoints) if (e.up) up++;
+    const degraded = n > 0 && up === 0;
     if (degraded !== this.degraded) {
       this.degraded = degraded;
       if (degraded) this.deps.log.warn('no healthy endpoint left');
       else this.deps.log.warn('cluster has healthy endpoints again');
+    }
+    // Envoy's healthy panic threshold, short of none: with no endpoint up the answer stays
+    // 503 no_healthy_upstream rather than traffic to endpoints known to be down.
+    const panic = up > 0 && up * 100 < n * this.config.panicThreshold;
+    if (panic !== this.panic.on) {
+      this.panic.on = panic;
+      if (panic) {
+        this.deps.log.warn({ up, endpoints: n, panicThreshold: this.config.panicThreshold }, 'panic mode: balancing across every endpoint, healthy or not');
+      } else this.deps.log.warn({ up, endpoints: n }, 'panic mode over');
     }
   }
 
@@ -400,6 +412,7 @@ export class Cluster {
       discovery: this.config.dns === null ? 'static' : `dns:${this.config.dns.name}:${this.config.dns.port}`,
       loadBalancer: this.lb.describe(),
       circuitBreaker: this.breaker === null ? 'disabled' : this.breaker.state,
+      panic: this.panic.on,
       activeRequests: this.active,
       limits: {
         maxConnectionsPerEndpoint: this.maxConnections,
@@ -418,7 +431,7 @@ export class Cluster {
         healthy: ep.healthy,
         ejected: ep.ejected,
         ejections: ep.ejections,
-        available: ep.available,
+        available: ep.up,
         activeRequests: ep.active,
       })),
     };

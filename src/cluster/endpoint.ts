@@ -8,6 +8,16 @@ import { formatAddress } from '../config/address.js';
 import type { Address } from '../config/types.js';
 import type { LbEndpoint } from './lb/types.js';
 
+/**
+ * The cluster's panic mode, shared by its endpoints: while `on`, balancers treat every endpoint as
+ * available (Envoy's healthy panic threshold), so a few survivors are not buried under all the load.
+ */
+export interface PanicMode {
+  on: boolean;
+}
+
+const NEVER_PANIC: PanicMode = Object.freeze({ on: false });
+
 export class Endpoint implements LbEndpoint {
   readonly key: string;
   /** requests in flight (incremented by the forwarder around each attempt) */
@@ -25,11 +35,18 @@ export class Endpoint implements LbEndpoint {
     readonly address: Address,
     /** the endpoint's undici Pool (or any Dispatcher in tests) */
     readonly pool: Dispatcher,
+    private readonly panic: PanicMode = NEVER_PANIC,
   ) {
     this.key = formatAddress(address);
   }
 
-  get available(): boolean {
+  /** healthy (active checks) and not ejected (outlier detection) */
+  get up(): boolean {
     return this.healthy && !this.ejected;
+  }
+
+  /** what balancers read: up, or any endpoint while the cluster is in panic mode */
+  get available(): boolean {
+    return this.panic.on || (this.healthy && !this.ejected);
   }
 }

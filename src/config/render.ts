@@ -171,6 +171,7 @@ function cluster(c: ClusterConfig): JsonObject {
           maxEjectionPercent: od.maxEjectionPercent,
         },
   );
+  o['panicThreshold'] = c.panicThreshold;
   const cb = c.circuitBreaker;
   put(
     o,

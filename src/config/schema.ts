@@ -102,6 +102,7 @@ const CLUSTER_KEYS = [
   'maxPending',
   'healthCheck',
   'outlierDetection',
+  'panicThreshold',
   'circuitBreaker',
   'retryBudget',
   'tls',
@@ -864,6 +865,7 @@ class Builder {
               ejectionTime: this.dur(odM, 'ejectionTime', 30 * SEC, true),
               maxEjectionPercent: this.num(odM, 'maxEjectionPercent', 50, 0, 100),
             },
+      panicThreshold: this.num(m, 'panicThreshold', 50, 0, 100),
       circuitBreaker:
         cbM === null
           ? null

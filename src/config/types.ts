@@ -255,6 +255,8 @@ export interface ClusterConfig {
   readonly maxPending: number;
   readonly healthCheck: HealthCheckConfig | null;
   readonly outlierDetection: OutlierDetectionConfig | null;
+  /** percent; below it (and above none) every endpoint takes traffic. default 50, 0 = never */
+  readonly panicThreshold: number;
   readonly circuitBreaker: CircuitBreakerConfig | null;
   /** always present: default { ratio: 0.2, minPerSecond: 10 } */
   readonly retryBudget: RetryBudgetConfig;

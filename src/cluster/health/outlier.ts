@@ -71,15 +71,15 @@ export class OutlierDetector {
   }
 
   /**
-   * Envoy's `max_ejection_percent`: an ejection may not take the ejected share of the cluster
-   * above `maxEjectionPercent`, but one endpoint may always be ejected when none is.
+   * Envoy's `max_ejection_percent`, rounded down: at most floor(n × maxEjectionPercent / 100)
+   * endpoints are ejected at once. So the only endpoint of a cluster is never ejected (ejecting
+   * it turns a few errors into 503s for the whole ejection time), nor both of two at 50%.
    */
   private mayEject(): boolean {
     const eps = this.endpoints();
     let ejected = 0;
     for (let i = 0; i < eps.length; i++) if (eps[i]!.ejected) ejected++;
-    if (ejected === 0) return true;
-    return ((ejected + 1) * 100) / eps.length <= this.cfg.maxEjectionPercent;
+    return ejected + 1 <= Math.floor((eps.length * this.cfg.maxEjectionPercent) / 100);
   }
 
   private restore(ep: Endpoint): void {
