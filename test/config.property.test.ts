@@ -266,6 +266,7 @@ const inbound = fc.record(
     authorization: fc.record(
       {
         default: fc.constantFrom('allow', 'deny'),
+        ignoreCase: fc.boolean(),
         rules: fc.array(
           fc.record(
             {

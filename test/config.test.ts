@@ -182,6 +182,7 @@ describe('valid fixtures', async () => {
         tls: { cert: '/etc/outrigger/tls/cert.pem', key: '/etc/outrigger/tls/key.pem', ca: null, requireClientCert: false },
         authorization: {
           default: 'deny',
+          ignoreCase: false,
           rules: [
             { action: 'deny', principals: null, paths: ['/admin', '/internal/*'], methods: null },
             { action: 'allow', principals: ['*'], paths: null, methods: ['GET', 'POST'] },
@@ -486,7 +487,7 @@ describe('defaults and normalization', () => {
     assert.equal(c.inbound?.rateLimit, null);
     assert.equal(c.inbound?.authorization, null);
     assert.deepEqual(c.inbound?.tls, { cert: '/cfg/c', key: '/cfg/k', ca: '/cfg/ca', requireClientCert: true });
-    assert.deepEqual(config('inbound: { app: "a:1", authorization: {} }').inbound?.authorization, { default: 'allow', rules: [] });
+    assert.deepEqual(config('inbound: { app: "a:1", authorization: {} }').inbound?.authorization, { default: 'allow', ignoreCase: false, rules: [] });
   });
 
   test('rate limit burst defaults to max(1, requestsPerSecond)', () => {

@@ -21,12 +21,13 @@ describe('compileAuthorization', () => {
   });
 
   test('no rules: the default decides', () => {
-    assert.equal(compileAuthorization({ default: 'deny', rules: [] }).allows(WEB, 'GET', '/'), false);
-    assert.equal(compileAuthorization({ default: 'allow', rules: [] }).allows(null, 'GET', '/'), true);
+    assert.equal(compileAuthorization({ default: 'deny', ignoreCase: false, rules: [] }).allows(WEB, 'GET', '/'), false);
+    assert.equal(compileAuthorization({ default: 'allow', ignoreCase: false, rules: [] }).allows(null, 'GET', '/'), true);
   });
 
   const cfg: AuthorizationConfig = {
     default: 'deny',
+    ignoreCase: false,
     rules: [
       rule({ action: 'deny', paths: ['/api/admin', '/api/admin/*'] }),
       rule({ action: 'allow', principals: [WEB], paths: ['/api/*'], methods: ['GET', 'HEAD'] }),
@@ -72,6 +73,7 @@ describe('compileAuthorization', () => {
   test('lone * path matches every path; * elsewhere is literal', () => {
     const b = compileAuthorization({
       default: 'deny',
+    ignoreCase: false,
       rules: [
         rule({ action: 'allow', paths: ['/a*b'], methods: ['GET'] }),
         rule({ action: 'allow', paths: ['*'], methods: ['PUT'] }),
@@ -86,6 +88,7 @@ describe('compileAuthorization', () => {
   test('default allow with deny rules (deny-list mode)', () => {
     const c = compileAuthorization({
       default: 'allow',
+    ignoreCase: false,
       rules: [rule({ action: 'deny', principals: ['*'], methods: ['DELETE'] })],
     });
     assert.equal(c.allows(WEB, 'DELETE', '/x'), false);
@@ -94,14 +97,31 @@ describe('compileAuthorization', () => {
   });
 
   test('methods in config are compared upper-case', () => {
-    const d = compileAuthorization({ default: 'deny', rules: [rule({ action: 'allow', methods: ['get'] })] });
+    const d = compileAuthorization({ default: 'deny', ignoreCase: false, rules: [rule({ action: 'allow', methods: ['get'] })] });
     assert.equal(d.allows(null, 'GET', '/'), true);
   });
 
   test('compiled rules do not keep references to the config arrays', () => {
     const paths = ['/x'];
-    const e = compileAuthorization({ default: 'deny', rules: [rule({ action: 'allow', paths })] });
+    const e = compileAuthorization({ default: 'deny', ignoreCase: false, rules: [rule({ action: 'allow', paths })] });
     paths.push('/y');
     assert.equal(e.allows(null, 'GET', '/y'), false);
+  });
+});
+
+describe('authorization paths: the spellings app servers read as the same path', () => {
+  const deny = (ignoreCase: boolean) =>
+    compileAuthorization({ default: 'allow', ignoreCase, rules: [rule({ action: 'deny', paths: ['/admin', '/Admin/*'] })] });
+  test('path parameters, trailing dots and spaces are removed for matching', () => {
+    const a = deny(false);
+    for (const p of ['/admin;x', '/admin;a=b;c', '/admin.', '/admin%20', '/admin.%20.', '/x/..;/admin', '/Admin;v=1/users', '/Admin./users']) {
+      assert.equal(a.allows(null, 'GET', p), false, p);
+    }
+    for (const p of ['/admins', '/adm;in', '/ADMIN', '/admin/', '/a/admin', '/.admin']) assert.equal(a.allows(null, 'GET', p), true, p);
+  });
+  test('ignoreCase folds both the rules and the path', () => {
+    const a = deny(true);
+    for (const p of ['/ADMIN', '/aDmIn;x', '/admin/users', '/ADMIN/USERS.']) assert.equal(a.allows(null, 'GET', p), false, p);
+    assert.equal(a.allows(null, 'GET', '/Shop'), true);
   });
 });

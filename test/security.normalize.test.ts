@@ -87,6 +87,7 @@ describe('normalizePath', () => {
   test('every bypass spelling reaches a rule on /api and /api/*', () => {
     const authz = compileAuthorization({
       default: 'allow',
+      ignoreCase: false,
       rules: [{ action: 'deny', principals: null, paths: ['/api', '/api/*'], methods: null }],
     });
     const spellings = ['/%61pi', '//api', '/x/../api', '/./api', '/api/.', '/%2e%2e/api', '/%61pi/secret', '//api//secret', '/a/%2E%2E/api/x'];

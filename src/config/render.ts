@@ -57,6 +57,7 @@ function authorization(a: AuthorizationConfig | null): Json {
   if (a === null) return null;
   return {
     default: a.default,
+    ignoreCase: a.ignoreCase,
     rules: a.rules.map((r) => {
       const o: JsonObject = { action: r.action };
       put(o, 'principals', r.principals === null ? null : [...r.principals]);

@@ -65,7 +65,7 @@ const LIMITS_KEYS = [
 ] as const;
 const RATE_LIMIT_KEYS = ['requestsPerSecond', 'burst'] as const;
 const INBOUND_TLS_KEYS = ['cert', 'key', 'ca', 'requireClientCert'] as const;
-const AUTHZ_KEYS = ['default', 'rules'] as const;
+const AUTHZ_KEYS = ['default', 'ignoreCase', 'rules'] as const;
 const AUTHZ_RULE_KEYS = ['action', 'principals', 'paths', 'methods'] as const;
 const ROUTE_KEYS = [
   'name',
@@ -454,7 +454,7 @@ class Builder {
         methods: this.optList(rm, 'methods', this.method),
       });
     }
-    return { default: def, rules };
+    return { default: def, ignoreCase: this.bool(m, 'ignoreCase', false), rules };
   }
 
   private authzPath(f: Field): string | undefined {

@@ -86,6 +86,8 @@ export type AuthzAction = 'allow' | 'deny';
 export interface AuthorizationConfig {
   /** default allow */
   readonly default: AuthzAction;
+  /** paths compare case-insensitively (for apps that route so, as IIS does). default false */
+  readonly ignoreCase: boolean;
   readonly rules: readonly AuthzRule[];
 }
 

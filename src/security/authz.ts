@@ -15,9 +15,12 @@
  *
  * The path given to `allows()` must be the normalised path without query (`normalizePath(...)
  * .path`), the same one that is forwarded; matching a raw path would reopen the
- * `/%61pi` / `//api` bypasses.
+ * `/%61pi` / `//api` bypasses. Rules then match its `authorizationPath` spelling: `;` path
+ * parameters and trailing dots and spaces of segments removed, lower-cased with `ignoreCase`
+ * (so `deny /admin` also stops `/admin;x`, `/admin.`, `/admin%20` and, with ignoreCase, `/ADMIN`).
  */
 import type { AuthorizationConfig, AuthzRule } from '../config/types.js';
+import { authorizationPath } from './normalize.js';
 
 /** Decides whether an inbound request may reach the app. */
 export interface Authorizer {
@@ -42,7 +45,7 @@ interface CompiledRule {
   readonly methods: ReadonlySet<string> | null;
 }
 
-function compileRule(r: AuthzRule): CompiledRule {
+function compileRule(r: AuthzRule, ignoreCase: boolean): CompiledRule {
   let principals: Set<string> | null = null;
   let anyAuthenticated = false;
   if (r.principals !== null) {
@@ -56,7 +59,8 @@ function compileRule(r: AuthzRule): CompiledRule {
   const prefixes: string[] = [];
   if (r.paths !== null) {
     exactPaths = new Set();
-    for (const p of r.paths) {
+    for (const raw of r.paths) {
+      const p = ignoreCase ? raw.toLowerCase() : raw;
       if (p.endsWith('*')) prefixes.push(p.slice(0, -1));
       else exactPaths.add(p);
     }
@@ -74,14 +78,17 @@ function compileRule(r: AuthzRule): CompiledRule {
 class CompiledAuthorizer implements Authorizer {
   readonly #rules: readonly CompiledRule[];
   readonly #defaultAllow: boolean;
+  readonly #ignoreCase: boolean;
 
-  constructor(rules: readonly CompiledRule[], defaultAllow: boolean) {
+  constructor(rules: readonly CompiledRule[], defaultAllow: boolean, ignoreCase: boolean) {
     this.#rules = rules;
     this.#defaultAllow = defaultAllow;
+    this.#ignoreCase = ignoreCase;
   }
 
-  allows(principal: string | null, method: string, path: string): boolean {
+  allows(principal: string | null, method: string, normalized: string): boolean {
     const rules = this.#rules;
+    const path = authorizationPath(normalized, this.#ignoreCase);
     for (let i = 0; i < rules.length; i++) {
       const r = rules[i] as CompiledRule;
       if (r.principals !== null) {
@@ -118,6 +125,6 @@ const ALLOW_ALL: Authorizer = Object.freeze({
 export function compileAuthorization(a: AuthorizationConfig | null): Authorizer {
   if (a === null) return ALLOW_ALL;
   const rules: CompiledRule[] = [];
-  for (const r of a.rules) rules.push(compileRule(r));
-  return new CompiledAuthorizer(rules, a.default === 'allow');
+  for (const r of a.rules) rules.push(compileRule(r, a.ignoreCase));
+  return new CompiledAuthorizer(rules, a.default === 'allow', a.ignoreCase);
 }

@@ -39,6 +39,7 @@ const SLASH = 0x2f;
 const DOT = 0x2e;
 const BACKSLASH = 0x5c;
 const HASH = 0x23;
+const SEMICOLON = 0x3b;
 
 // Hex digit value by char code; -1 when not a hex digit. Built once.
 const HEX_VALUE = new Int8Array(128).fill(-1);
@@ -152,6 +153,49 @@ function resolveSegments(path: string): string {
   if (out.length === 0) return '/';
   const joined = '/' + out.join('/');
   return trailingSlash ? joined + '/' : joined;
+}
+
+/**
+ * The spelling of a normalised path that authorization rules are matched against, so that the
+ * ways app servers read one path two ways cannot slip past a rule:
+ * - `;` path parameters are removed from every segment (Tomcat, Jetty and Spring drop them:
+ *   `/admin;x` is `/admin` there, and `/public/..;/admin` is `/admin`), and dot segments are
+ *   resolved again after that;
+ * - trailing dots and spaces (`%20`) of a segment are removed (IIS and Windows file names:
+ *   `/admin.` and `/admin%20` are `/admin`);
+ * - with `ignoreCase`, the path is lower-cased (rule paths are lower-cased at compile time).
+ * What is forwarded to the app is still the normalised path itself, unchanged.
+ * Common paths (no `;`, `.`, `%20` or upper case to fold) come back as they are.
+ */
+export function authorizationPath(path: string, ignoreCase: boolean): string {
+  let work = false;
+  for (let i = 0; i < path.length; i++) {
+    const c = path.charCodeAt(i);
+    if (c === SEMICOLON || c === DOT || c === PERCENT || (ignoreCase && c >= 0x41 && c <= 0x5a)) {
+      work = true;
+      break;
+    }
+  }
+  if (!work) return path;
+  let out = path;
+  if (out.includes(';') || out.includes('.') || out.includes('%20')) {
+    const parts = out.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      let seg = parts[i] as string;
+      const semi = seg.indexOf(';');
+      if (semi >= 0) seg = seg.slice(0, semi);
+      if (seg !== '.' && seg !== '..') {
+        for (;;) {
+          if (seg.endsWith('.')) seg = seg.slice(0, -1);
+          else if (seg.endsWith('%20')) seg = seg.slice(0, -3);
+          else break;
+        }
+      }
+      parts[i] = seg;
+    }
+    out = resolveSegments(parts.join('/'));
+  }
+  return ignoreCase ? out.toLowerCase() : out;
 }
 
 /** True when `path` (no query) is already in normal form: `normalizePath(path)` would return it unchanged. */
