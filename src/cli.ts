@@ -71,6 +71,7 @@ async function runInject(args: string[]): Promise<number> {
     const r = injectDetailed(text, parsed.opts);
     process.stdout.write(r.output);
     for (const s of r.skipped) process.stderr.write(`outrigger inject: skipped ${s.workload}: ${s.reason}\n`);
+    for (const w of r.warnings) process.stderr.write(`outrigger inject: warning: ${w}\n`);
     return 0;
   } catch (err) {
     const where = parsed.file === null || parsed.file === '-' ? '<stdin>' : parsed.file;

@@ -359,3 +359,87 @@ test('the injected exec probes and the postStart hook really test the admin API'
   ))[0]!).initContainers[0];
   assert.equal(await run(closed.livenessProbe.exec.command), 1);
 });
+
+test('HTTP_PROXY/http_proxy and NO_PROXY/no_proxy are one setting each: an app that sets any spelling gets none of that pair, and a warning', () => {
+  const text = `
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: api, namespace: shop }
+spec:
+  selector: { matchLabels: { app: api } }
+  template:
+    metadata: { labels: { app: api } }
+    spec:
+      containers:
+        - name: api
+          image: api:1
+          env:
+            - { name: http_proxy, value: "http://corp:3128" }
+        - name: worker
+          image: worker:1
+          env:
+            - { name: NO_PROXY, value: ".internal" }
+        - name: plain
+          image: plain:1
+`;
+  const r = injectDetailed(text, opts());
+  const spec = podSpec(objects(r.output)[0]!);
+  const env = (name: string) => (spec.containers.find((c: Obj) => c['name'] === name)!.env as Obj[]).map((e) => `${e['name']}=${e['value']}`);
+  assert.deepEqual(env('api'), ['http_proxy=http://corp:3128', 'NO_PROXY=localhost,127.0.0.1,::1', 'no_proxy=localhost,127.0.0.1,::1']);
+  assert.deepEqual(env('worker'), ['NO_PROXY=.internal', 'HTTP_PROXY=http://127.0.0.1:15001', 'http_proxy=http://127.0.0.1:15001']);
+  assert.deepEqual(env('plain'), [
+    'HTTP_PROXY=http://127.0.0.1:15001',
+    'http_proxy=http://127.0.0.1:15001',
+    'NO_PROXY=localhost,127.0.0.1,::1',
+    'no_proxy=localhost,127.0.0.1,::1',
+  ]);
+  assert.equal(r.warnings.length, 2);
+  assert.match(r.warnings[0]!, /^Deployment\/api: container "api" sets http_proxy itself, so HTTP_PROXY and http_proxy are left as they are/);
+  assert.match(r.warnings[1]!, /^Deployment\/api: container "worker" sets NO_PROXY itself, so NO_PROXY and no_proxy are left/);
+});
+
+test('a Service that targets an app port directly is a warning outside --transparent', () => {
+  const text = `
+apiVersion: v1
+kind: Service
+metadata: { name: api, namespace: shop }
+spec:
+  selector: { app: api }
+  ports: [ { port: 80, targetPort: http }, { port: 9090, targetPort: 9090 } ]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: api-mesh, namespace: shop }
+spec:
+  selector: { app: api }
+  ports: [ { port: 80, targetPort: 15006 } ]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: other-ns, namespace: default }
+spec:
+  selector: { app: api }
+  ports: [ { port: 8080 } ]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: api, namespace: shop }
+spec:
+  selector: { matchLabels: { app: api } }
+  template:
+    metadata: { labels: { app: api, tier: backend } }
+    spec:
+      containers:
+        - name: api
+          image: api:1
+          ports: [ { name: http, containerPort: 8080 }, { containerPort: 9090 } ]
+`;
+  const r = injectDetailed(text, opts());
+  assert.deepEqual(
+    r.warnings.map((w) => w.replace(/, which bypasses.*/, '')),
+    ['Service/api targets port 8080 of Deployment/api directly', 'Service/api targets port 9090 of Deployment/api directly'],
+  );
+  assert.match(r.warnings[0]!, /point its targetPort at 15006, and have the app listen on 127\.0\.0\.1 \(or fence it with a NetworkPolicy\), or use --transparent/);
+  // With --transparent, iptables sends that port through the sidecar anyway.
+  assert.deepEqual(injectDetailed(text, opts({ transparent: true })).warnings, []);
+});

@@ -76,6 +76,8 @@ export interface InjectResult {
   /** `Kind/name` of every template that received the sidecar */
   readonly injected: readonly string[];
   readonly skipped: readonly SkippedTemplate[];
+  /** what the user should know (for the CLI to print on stderr): kept proxy variables, Services that bypass the sidecar */
+  readonly warnings: readonly string[];
 }
 
 /**
@@ -98,7 +100,7 @@ export function injectDetailed(text: string, opts: InjectOptions): InjectResult 
       throw new InjectError(pos.line, pos.col, `invalid YAML: ${firstLine(err.message)}`);
     }
   }
-  const state: WalkState = { opts, lineCounter, injected: [], skipped: [] };
+  const state: WalkState = { opts, lineCounter, injected: [], skipped: [], warnings: [], workloads: [], services: [] };
   let out = '';
   for (const token of new Parser().parse(text)) {
     if (token.type !== 'document') {
@@ -114,7 +116,8 @@ export function injectDetailed(text: string, opts: InjectOptions): InjectResult 
     }
     out += doc.toString({ lineWidth: 0, indentSeq: !/^( *)[^\s#-][^\n]*:[ \t]*\n\1- /m.test(source) });
   }
-  return { output: out, injected: state.injected, skipped: state.skipped };
+  if (!opts.transparent) bypassWarnings(state);
+  return { output: out, injected: state.injected, skipped: state.skipped, warnings: state.warnings };
 }
 
 interface WalkState {
@@ -122,6 +125,86 @@ interface WalkState {
   readonly lineCounter: LineCounter;
   readonly injected: string[];
   readonly skipped: SkippedTemplate[];
+  readonly warnings: string[];
+  /** injected templates: where their pods are, their labels, their app containers' ports */
+  readonly workloads: WorkloadPorts[];
+  readonly services: ServicePorts[];
+}
+
+interface WorkloadPorts {
+  readonly label: string;
+  readonly namespace: string;
+  readonly labels: ReadonlyMap<string, string>;
+  /** containerPort → port name ('' when unnamed) */
+  readonly ports: ReadonlyMap<number, string>;
+}
+
+interface ServicePorts {
+  readonly label: string;
+  readonly namespace: string;
+  readonly selector: ReadonlyMap<string, string>;
+  /** targetPort values: a number, or a container port name */
+  readonly targets: readonly (number | string)[];
+}
+
+function stringMap(node: unknown): Map<string, string> {
+  const out = new Map<string, string>();
+  const m = asMap(node);
+  if (m === null) return out;
+  for (const item of m.items) {
+    const k = str(item.key);
+    const v = isScalar(item.value) ? String(item.value.value) : null;
+    if (k !== null && v !== null) out.set(k, v);
+  }
+  return out;
+}
+
+/** Remembers a Service's selector and target ports, to check them against the injected pods. */
+function recordService(obj: YAMLMap, state: WalkState): void {
+  const meta = asMap(obj.get('metadata', true));
+  const spec = asMap(obj.get('spec', true));
+  const selector = stringMap(spec?.get('selector', true));
+  if (spec === null || selector.size === 0) return;
+  const targets: (number | string)[] = [];
+  const ports = spec.get('ports', true);
+  if (isSeq(ports)) {
+    for (const item of ports.items) {
+      const pm = asMap(item);
+      const target = pm?.get('targetPort') ?? pm?.get('port');
+      if (typeof target === 'number' || typeof target === 'string') targets.push(target);
+    }
+  }
+  state.services.push({
+    label: `Service/${str(meta?.get('name')) ?? '(unnamed)'}`,
+    namespace: str(meta?.get('namespace')) ?? 'default',
+    selector,
+    targets,
+  });
+}
+
+/**
+ * Outside --transparent nothing stops traffic that reaches the app's own port: a Service whose
+ * targetPort is an app container port sends the mesh straight past the sidecar. Warn about each.
+ */
+function bypassWarnings(state: WalkState): void {
+  for (const svc of state.services) {
+    for (const w of state.workloads) {
+      if (w.namespace !== svc.namespace) continue;
+      let selected = true;
+      for (const [k, v] of svc.selector) if (w.labels.get(k) !== v) selected = false;
+      if (!selected) continue;
+      for (const t of svc.targets) {
+        let port: number | undefined;
+        if (typeof t === 'number') port = w.ports.has(t) ? t : undefined;
+        else for (const [n, name] of w.ports) if (name === t) port = n;
+        if (port === undefined) continue;
+        state.warnings.push(
+          `${svc.label} targets port ${port} of ${w.label} directly, which bypasses the sidecar: point its targetPort at ${state.opts.inboundPort}, ` +
+            'and have the app listen on 127.0.0.1 (or fence it with a NetworkPolicy), or use --transparent',
+        );
+      }
+    }
+  }
 }
 
 /** Where each workload kind keeps its Pod template, by API group. */
@@ -157,6 +240,10 @@ function processObject(doc: Document, obj: YAMLMap, state: WalkState): boolean {
     return changed;
   }
   if (kind === null) return false;
+  if (kind === 'Service' && apiVersion === 'v1') {
+    recordService(obj, state);
+    return false;
+  }
   const where = TEMPLATE_PATHS[kind];
   const slash = apiVersion.lastIndexOf('/');
   const group = slash < 0 ? '' : apiVersion.slice(0, slash);
@@ -236,13 +323,39 @@ function processObject(doc: Document, obj: YAMLMap, state: WalkState): boolean {
 
   const containers = seqAt(doc, spec, 'containers', null);
   const appNames: string[] = [];
+  const appPorts = new Map<number, string>();
   for (let i = 0; i < containers.items.length; i++) {
     const c = asMap(containers.items[i]);
     if (c === null) continue;
     const cname = str(c.get('name'));
     if (cname !== null) appNames.push(cname);
-    if (!opts.transparent && opts.proxyEnv) addMissingEnv(doc, c, proxyEnv(opts));
+    const ports = c.get('ports', true);
+    if (isSeq(ports)) {
+      for (const item of ports.items) {
+        const pm = asMap(item);
+        const n = pm?.get('containerPort');
+        if (typeof n === 'number') appPorts.set(n, str(pm?.get('name')) ?? '');
+      }
+    }
+    if (!opts.transparent && opts.proxyEnv) {
+      for (const setting of proxyEnv(opts)) {
+        const own = ownSpelling(c, setting);
+        if (own === null) addEnv(doc, c, setting);
+        else {
+          state.warnings.push(
+            `${label}: container "${cname ?? ''}" sets ${own} itself, so ${setting.map((v) => v.name).join(' and ')} are left as they are ` +
+              '(its outbound traffic reaches the sidecar only if that value points at it)',
+          );
+        }
+      }
+    }
   }
+  state.workloads.push({
+    label,
+    namespace: str(meta?.get('namespace')) ?? 'default',
+    labels: stringMap(tmplMeta?.get('labels', true)),
+    ports: appPorts,
+  });
 
   // Order of the init containers: iptables first (nothing may open a connection before the
   // rules exist), then the native sidecar, then the app's own init containers, which thereby
@@ -317,19 +430,20 @@ function insertBefore<T extends YAMLMap | YAMLSeq>(
   return value;
 }
 
-function addMissingEnv(doc: Document, container: YAMLMap, vars: readonly Record<string, unknown>[]): void {
+/** The first spelling of `setting` the container's env already names, or null. */
+function ownSpelling(container: YAMLMap, setting: readonly { name: string }[]): string | null {
   const env = container.get('env', true);
-  const have = new Set<string>();
-  if (isSeq(env)) {
-    for (let i = 0; i < env.items.length; i++) {
-      const n = str(asMap(env.items[i])?.get('name'));
-      if (n !== null) have.add(n);
-    }
+  if (!isSeq(env)) return null;
+  for (let i = 0; i < env.items.length; i++) {
+    const n = str(asMap(env.items[i])?.get('name'));
+    if (n !== null && setting.some((v) => v.name === n)) return n;
   }
-  const missing = vars.filter((v) => !have.has(String(v['name'])));
-  if (missing.length === 0) return;
+  return null;
+}
+
+function addEnv(doc: Document, container: YAMLMap, vars: readonly Record<string, unknown>[]): void {
   const seq = seqAt(doc, container, 'env', null);
-  for (let i = 0; i < missing.length; i++) seq.items.push(doc.createNode(missing[i]));
+  for (let i = 0; i < vars.length; i++) seq.items.push(doc.createNode(vars[i]));
 }
 
 function asMap(node: unknown): YAMLMap | null {

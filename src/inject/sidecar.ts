@@ -211,14 +211,22 @@ export function configVolume(configMap: string): Json {
   return { name: CONFIG_VOLUME, configMap: { name: configMap } };
 }
 
-/** Env added to app containers in explicit-proxy mode (no `--transparent`). */
-export function proxyEnv(opts: InjectOptions): Json[] {
+/**
+ * Env added to app containers in explicit-proxy mode (no `--transparent`), as settings: each is
+ * one setting under its spellings (`HTTP_PROXY` and `http_proxy` are read by different
+ * libraries), so an app that sets either spelling keeps its own value and gets neither of ours.
+ */
+export function proxyEnv(opts: InjectOptions): { name: string; value: string }[][] {
   const proxy = `http://127.0.0.1:${opts.outboundPort}`;
   const none = 'localhost,127.0.0.1,::1';
   return [
-    { name: 'HTTP_PROXY', value: proxy },
-    { name: 'http_proxy', value: proxy },
-    { name: 'NO_PROXY', value: none },
-    { name: 'no_proxy', value: none },
+    [
+      { name: 'HTTP_PROXY', value: proxy },
+      { name: 'http_proxy', value: proxy },
+    ],
+    [
+      { name: 'NO_PROXY', value: none },
+      { name: 'no_proxy', value: none },
+    ],
   ];
 }
