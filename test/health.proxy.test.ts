@@ -283,3 +283,35 @@ clusters:
     await Promise.all(apps.map((a) => a.close()));
   }
 });
+
+test('an endpoint a reload removes is no longer exported; the one kept still is', async () => {
+  const a = await app('a', () => 200);
+  const b = await app('b', () => 200);
+  const yaml = (ports: number[]) => `
+admin: { listen: 127.0.0.1:0 }
+outbound:
+  listen: 127.0.0.1:0
+  routes: [ { name: r, match: { host: r }, cluster: r } ]
+clusters:
+  r:
+    endpoints: [${ports.map((n) => `"127.0.0.1:${n}"`).join(', ')}]
+`;
+  const p = await startProxy(yaml([a.port, b.port]));
+  const A = { cluster: 'r', endpoint: `127.0.0.1:${a.port}` };
+  const B = { cluster: 'r', endpoint: `127.0.0.1:${b.port}` };
+  try {
+    let text = await metrics(p.admin);
+    assert.equal(metricValue(text, 'outrigger_endpoint_healthy', A), 1);
+    assert.equal(metricValue(text, 'outrigger_endpoint_healthy', B), 1);
+    p.write(yaml([a.port]));
+    assert.equal(await p.proxy.reload('test'), true);
+    text = await metrics(p.admin);
+    assert.equal(metricValue(text, 'outrigger_endpoint_healthy', A), 1);
+    assert.ok(!text.split('\n').some((l) => l.startsWith('outrigger_endpoint_healthy{') && l.includes(`endpoint="${B.endpoint}"`)), 'the removed endpoint has no series');
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the old cluster retires meanwhile
+    assert.equal(metricValue(await metrics(p.admin), 'outrigger_endpoint_healthy', A), 1, 'retiring the old cluster kept the live series');
+  } finally {
+    await p.close();
+    await Promise.all([a.close(), b.close()]);
+  }
+});

@@ -103,6 +103,14 @@ export class Cluster {
     this.budget = new RetryBudget(config.retryBudget);
     let owners = seriesOwners.get(m);
     if (owners === undefined) seriesOwners.set(m, (owners = new Map()));
+    // Taking over the name from the cluster this one replaces: the endpoints it had and this one
+    // has not are gone from the config, so are their series (the old cluster, no longer the
+    // owner, leaves them alone when it retires).
+    const previous = owners.get(this.name);
+    if (previous !== undefined && previous !== this) {
+      const kept = new Set((config.endpoints ?? []).map(formatAddress));
+      for (const ep of previous.endpoints) if (!kept.has(ep.key)) m.endpointHealthy.remove(this.name, ep.key);
+    }
     owners.set(this.name, this);
 
     this.overflowEpisode = new DegradedEpisode(
