@@ -47,8 +47,6 @@ export interface BoundAddresses {
   readonly outbound: Address | null;
 }
 
-/** sha256 of zero bytes: the hash loadConfigFile reports for an empty file. */
-const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
 export class Proxy implements ListenerContext {
   readonly metrics: Metrics;
@@ -274,12 +272,6 @@ export class Proxy implements ListenerContext {
     // the new one is complete (parsed, validated, TLS material read, listeners bound).
     const loaded = await loadConfigFile(this.opts.configFile);
     if (!loaded.ok) return this.fail(loaded.problems.map(formatProblem));
-    if (loaded.hash === EMPTY_SHA256) {
-      // Valid YAML (every default) but never what an operator means at run time: it is what a
-      // reader sees between the truncate and the write of an in-place edit. Applying it would
-      // drop every route and cluster; the write that follows triggers the next reload.
-      return this.fail([`${this.opts.configFile}:1:1: config file is empty (a write in progress?); write config files atomically (temp file + rename)`]);
-    }
     const next = loaded.config;
     const prev = this.rt;
     const cur = prev.config;

@@ -162,6 +162,22 @@ test('run: an invalid first config exits non-zero with the problems on stderr', 
   assert.equal(r.stdout.includes('outrigger started'), false);
 });
 
+test('an empty config file is one rule everywhere: validate and run refuse it as reload does; {} is every default', async () => {
+  const dir = tempDir();
+  const empty = path.join(dir, 'empty.yaml');
+  fs.writeFileSync(empty, '');
+  const v = await cli(['validate', empty]);
+  assert.equal(v.code, 1);
+  assert.equal(v.stdout, `${empty}:1:1: config file is empty; write {} for every default (and write config files atomically: temp file + rename)\n`);
+  const r = await cli(['run', '--config', empty]);
+  assert.equal(r.code, 1);
+  assert.ok(r.stderr.includes(`${empty}:1:1: config file is empty`), r.stderr);
+  const defaults = path.join(dir, 'defaults.yaml');
+  fs.writeFileSync(defaults, '{}\n');
+  assert.equal((await cli(['validate', defaults])).stdout, `${defaults}: ok\n`);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
 test('run: $OUTRIGGER_CONFIG; SIGTERM drains (/ready 503, traffic served during the delay) and exits 0', async (t) => {
   const { r, file, ports } = await launch(t, { drain: '{ delay: 2s, timeout: 5s }', args: () => [], env: (f) => ({ OUTRIGGER_CONFIG: f }) });
   assert.equal(r.logs.find((l) => l['msg'] === 'outrigger started')?.['config'], file);

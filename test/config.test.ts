@@ -96,8 +96,8 @@ describe('valid fixtures', async () => {
     });
   }
 
-  test('empty file: every default, admin only', async () => {
-    const r = ok(await loadConfigFile(path.join(VALID, 'empty.yaml')));
+  test('{}: every default, admin only', async () => {
+    const r = ok(await loadConfigFile(path.join(VALID, 'defaults.yaml')));
     assert.deepEqual(r.config, {
       admin: { listen: { host: '127.0.0.1', port: 15000 } },
       inbound: null,
@@ -107,7 +107,9 @@ describe('valid fixtures', async () => {
       drain: { delay: 5000, timeout: 20000 },
     });
     assert.deepEqual(r.files, []);
-    assert.deepEqual(config(''), r.config);
+    assert.deepEqual(config('{}'), r.config);
+    assert.equal(parseConfig('', 'f.yaml').ok, false, 'a file with no document is refused');
+    assert.equal(parseConfig('# only a comment\n\n', 'f.yaml').ok, false);
     assert.deepEqual(config('---\n'), r.config);
     assert.deepEqual(config('~\n'), r.config);
   });
@@ -670,7 +672,7 @@ describe('renderConfig', () => {
     assert.deepEqual(j['clusters']['asset-mgr-shadow'].dns, { name: 'asset-mgr-ms-svc.shop.svc.cluster.local', port: 8080, refresh: '5s' });
     assert.deepEqual(j['resolver'], { servers: ['10.96.0.10:53'] });
     assert.deepEqual(j['drain'], { delay: '5s', timeout: '20s' });
-    assert.equal('inbound' in (renderConfig(config('')) as object), false);
+    assert.equal('inbound' in (renderConfig(config('{}')) as object), false);
     // Plain JSON, no prototype tricks.
     assert.deepEqual(JSON.parse(JSON.stringify(j)), j);
   });

@@ -13,6 +13,10 @@ import { buildConfig } from './schema.js';
 import type { ConfigProblem, LoadResult } from './types.js';
 
 /** `FILE:LINE:COL: message`, the one format every config problem is shown in. */
+/** The one problem of a file that holds no YAML document. */
+export const EMPTY_FILE =
+  'config file is empty; write {} for every default (and write config files atomically: temp file + rename)';
+
 export function formatProblem(p: ConfigProblem): string {
   return `${p.file}:${p.line}:${p.col}: ${p.message}`;
 }
@@ -80,9 +84,11 @@ function parseInto(text: string, file: string, lineCounter: LineCounter, raw: Ra
   const doc = nonEmpty[0] ?? docs[0];
   const baseDir = path.dirname(path.resolve(file));
   if (doc === undefined) {
-    // Empty file (or only comments): every default, only the admin listener.
-    const r = new Reader(null, lineCounter);
-    return buildConfig(r, { node: null, path: '', at: 0 }, baseDir);
+    // No document at all (zero bytes, blanks, comments): refused by validate, run and reload
+    // alike. At reload it is what a reader sees between the truncate and the write of an
+    // in-place edit, and applying it would drop every route and cluster; `{}` says "defaults".
+    raw.push({ at: 0, message: EMPTY_FILE });
+    return null;
   }
   const r = new Reader(doc, lineCounter);
   const root = r.field(doc.contents, '', 0);
