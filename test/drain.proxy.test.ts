@@ -11,16 +11,7 @@ import os from 'node:os';
 import { request, startUpstream, type Upstream } from './helpers/servers.js';
 import { startProxy, type TestProxy } from './helpers/proxy.js';
 import { startDnsServer } from './helpers/dns-server.js';
-
-async function waitFor<T>(f: () => Promise<T | undefined> | T | undefined, what: string, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+import { waitFor } from './helpers/wait.js';
 
 /** An upstream whose requests to `/slow` wait for `release()`; everything else answers at once. */
 async function gated(): Promise<Upstream & { release(): void }> {
@@ -99,13 +90,13 @@ resolver: { servers: ["127.0.0.1:${dns.port}"] }
     await p.close();
     await Promise.all([dns.close(), up.close()]);
   });
-  await waitFor(() => (dns.queries > 0 ? true : undefined), 'the first DNS query');
+  await waitFor(() => dns.queries > 0, { what: 'the first DNS query' });
   // Listeners are bound (the outbound port answers), yet DNS has not answered: not ready.
   assert.equal((await request(p.admin, { path: '/ready' })).status, 503);
   assert.equal((await request(p.admin, { path: '/live' })).status, 200);
   dns.set('d.test', ['127.0.0.1']);
   dns.fail(false);
-  await waitFor(async () => ((await request(p.admin, { path: '/ready' })).status === 200 ? true : undefined), '/ready 200');
+  await waitFor(async () => (await request(p.admin, { path: '/ready' })).status === 200, { what: '/ready 200' });
   assert.equal((await request(p.outbound, { headers: { host: 'd' } })).status, 200);
 });
 
@@ -126,7 +117,7 @@ resolver: { servers: ["127.0.0.1:${dns.port}"] }
     await dns.close();
   });
   // The answer is a failure, but it is an answer: ready (the cluster answers 503 until DNS works).
-  await waitFor(async () => ((await request(p.admin, { path: '/ready' })).status === 200 ? true : undefined), '/ready 200');
+  await waitFor(async () => (await request(p.admin, { path: '/ready' })).status === 200, { what: '/ready 200' });
   assert.ok(dns.queries > 0);
   assert.equal((await request(p.outbound, { headers: { host: 'd' } })).status, 503);
 });
@@ -185,13 +176,13 @@ test('after the delay: stop accepting, close idle keep-alive, finish the slow in
     req.on('error', reject);
     req.end();
   });
-  await waitFor(() => (app.requests.some((r) => r.url === '/slow') ? true : undefined), 'the slow request upstream');
+  await waitFor(() => app.requests.some((r) => r.url === '/slow'), { what: 'the slow request upstream' });
 
   let closedSettled = false;
   void p.proxy.closed.then(() => (closedSettled = true));
   p.proxy.shutdown('test');
   // Inbound stops accepting; its idle keep-alive connection is closed.
-  await waitFor(async () => ((await refused(p.inbound)) ? true : undefined), 'inbound to refuse connections');
+  await waitFor(() => refused(p.inbound), { what: 'inbound to refuse connections' });
   await idle.closed;
   // The slow request is still in flight: the app may still call out, so outbound still serves.
   assert.equal((await request(p.outbound, { headers: { host: 'svc' } })).status, 200);
@@ -203,7 +194,7 @@ test('after the delay: stop accepting, close idle keep-alive, finish the slow in
   assert.equal(res.statusCode, 200);
   assert.equal(res.text, 'ok');
   assert.equal(res.headers['connection'], 'close');
-  await waitFor(() => (slowSocket?.destroyed === true || slowSocket?.readyState === 'closed' ? true : undefined), 'the slow socket to close');
+  await waitFor(() => slowSocket?.destroyed === true || slowSocket?.readyState === 'closed', { what: 'the slow socket to close' });
   await p.proxy.closed;
   assert.equal(await refused(p.outbound), true);
   const msgs = p.logs.map((l) => l['msg']);
@@ -219,7 +210,7 @@ test('drain.timeout cuts a request that does not finish; closed still settles', 
     await Promise.all([hang.close(), svc.close()]);
   });
   const stuck = request(p.inbound, { headers: { host: 'app' } });
-  await waitFor(() => (hang.requests.length === 1 ? true : undefined), 'the request upstream');
+  await waitFor(() => hang.requests.length === 1, { what: 'the request upstream' });
   p.proxy.shutdown('test');
   await assert.rejects(stuck, /socket hang up|ECONNRESET/);
   await p.proxy.closed;
@@ -284,9 +275,9 @@ test('a request that arrives once the listener is shutting down gets 503 drainin
   await new Promise<void>((r) => socket.once('connect', () => r()));
   // A slow request keeps the drain going while the late one arrives.
   const slow = request(p.inbound, { path: '/slow', headers: { host: 'app' } });
-  await waitFor(() => (app.requests.some((r) => r.url === '/slow') ? true : undefined), 'the slow request upstream');
+  await waitFor(() => app.requests.some((r) => r.url === '/slow'), { what: 'the slow request upstream' });
   p.proxy.shutdown('test');
-  await waitFor(async () => ((await refused(p.inbound)) ? true : undefined), 'inbound to refuse connections');
+  await waitFor(() => refused(p.inbound), { what: 'inbound to refuse connections' });
   const before = app.requests.length;
   let data = '';
   const closed = new Promise<void>((r) => socket.on('close', () => r()));

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { request, startUpstream, type Upstream } from './helpers/servers.js';
 import { startProxy } from './helpers/proxy.js';
-import { clusters, metrics, metricValue, waitFor } from './resilience.helpers.js';
+import { clusters, metrics, metricValue } from './resilience.helpers.js';
+import { waitFor } from './helpers/wait.js';
 
 /** An upstream whose /healthz answers `health()` and everything else `status()`. */
 async function app(name: string, health: () => number, status: () => number = () => 200): Promise<Upstream & { served: number }> {
@@ -45,7 +46,7 @@ clusters:
     assert.ok(a.served > 0 && b.served > 0);
 
     aHealth = 503;
-    await waitFor(async () => ((await healthy(A)) === 0 ? true : undefined), 'a unhealthy');
+    await waitFor(async () => (await healthy(A)) === 0, { what: 'a unhealthy' });
     const view = (await clusters(p.admin))['h']!;
     assert.deepEqual(view.endpoints.map((e) => [e.address, e.healthy, e.available]), [[A, false, false], [B, true, true]]);
     const aBefore = a.served;
@@ -56,7 +57,7 @@ clusters:
     assert.equal(a.served, aBefore, 'no traffic to the unhealthy endpoint');
 
     bHealth = 503;
-    await waitFor(async () => ((await healthy(B)) === 0 ? true : undefined), 'b unhealthy');
+    await waitFor(async () => (await healthy(B)) === 0, { what: 'b unhealthy' });
     const bBefore = b.served;
     const r = await request(p.outbound, { headers: { host: 'h' }, agent });
     assert.equal(r.status, 503);
@@ -66,7 +67,7 @@ clusters:
     assert.ok(metricValue(await metrics(p.admin), 'outrigger_upstream_errors_total', { cluster: 'h', reason: 'no_healthy_upstream' }) >= 1);
 
     aHealth = 200;
-    await waitFor(async () => ((await healthy(A)) === 1 ? true : undefined), 'a healthy again');
+    await waitFor(async () => (await healthy(A)) === 1, { what: 'a healthy again' });
     assert.equal((await request(p.outbound, { headers: { host: 'h' }, agent })).body.toString(), 'a');
     const warns = p.logs.filter((l) => l['level'] === 'warn').map((l) => l['msg']);
     assert.deepEqual(
@@ -115,7 +116,7 @@ clusters:
     for (let i = 0; i < 6; i++) assert.equal((await send()).body.toString(), 'good');
     assert.equal(bad.served, served, 'an ejected endpoint gets no traffic');
 
-    await waitFor(async () => ((await badView()).ejected ? undefined : true), 'back from ejection');
+    await waitFor(async () => !(await badView()).ejected, { what: 'back from ejection' });
     assert.ok(p.logs.some((l) => l['msg'] === 'endpoint returned from ejection' && l['endpoint'] === BAD));
     // a second run of errors ejects it again, and the ejection count (the multiplier) grows
     const start = bad.served;
@@ -125,7 +126,7 @@ clusters:
     assert.equal(v.ejections, 2);
     // once healthy, it serves again after the (doubled) ejection
     badStatus = 200;
-    await waitFor(async () => ((await badView()).ejected ? undefined : true), 'back again');
+    await waitFor(async () => !(await badView()).ejected, { what: 'back again' });
     const before = bad.served;
     for (let i = 0; i < 4; i++) await send();
     assert.ok(bad.served > before);
@@ -188,10 +189,10 @@ clusters:
 `);
   try {
     const pending = request(p.outbound, { headers: { host: 'busy' } });
-    await waitFor(() => (held.length === 1 ? true : undefined), 'request held');
+    await waitFor(() => held.length === 1, { what: 'request held' });
     const from = checks;
     // several rounds pass while the endpoint's only request socket is busy
-    await waitFor(() => (checks >= from + 4 ? true : undefined), 'checks answered');
+    await waitFor(() => checks >= from + 4, { what: 'checks answered' });
     assert.equal((await clusters(p.admin))['busy']?.endpoints[0]?.healthy, true);
     assert.ok(!p.logs.some((l) => l['msg'] === 'endpoint unhealthy'));
     held[0]!.end('done');

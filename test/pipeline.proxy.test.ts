@@ -6,7 +6,8 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { closedPort, echo, request, startRawServer, startUpstream } from './helpers/servers.js';
 import { startProxy } from './helpers/proxy.js';
-import { metrics, metricValue, waitFor } from './resilience.helpers.js';
+import { metrics, metricValue } from './resilience.helpers.js';
+import { waitFor } from './helpers/wait.js';
 
 /** Opens `CONNECT authority` on `port`; resolves with the status and the socket once the head is in. */
 function connectVia(port: number, authority: string): Promise<{ status: number; head: string; socket: net.Socket }> {
@@ -111,7 +112,7 @@ outbound: { listen: 127.0.0.1:0, maxConcurrent: 1 }
     const closed = once(first.socket, 'close');
     first.socket.end();
     await closed;
-    await waitFor(() => p.access().find((l) => l['tunnel'] === 'connect' && l['status'] === 200), 'the tunnel reported');
+    await waitFor(() => p.access().find((l) => l['tunnel'] === 'connect' && l['status'] === 200), { what: 'the tunnel reported' });
     const third = await connectVia(p.outbound, `127.0.0.1:${tcp.port}`);
     assert.equal(third.status, 200, 'the closed tunnel gave its slot back');
     third.socket.destroy();
@@ -141,7 +142,7 @@ clusters:
     // the first try and its retry (once, as for plain requests), under the exchange's label
     assert.equal(metricValue(text, 'outrigger_upstream_errors_total', { cluster: 'db', reason: 'upstream_connect_failure' }), 2);
     assert.equal(metricValue(text, 'outrigger_upstream_errors_total', { cluster: 'db', reason: 'connect_failure' }), 0);
-    const line = await waitFor(() => p.access().find((l) => l['tunnel'] === 'connect'), 'the tunnel line');
+    const line = await waitFor(() => p.access().find((l) => l['tunnel'] === 'connect'), { what: 'the tunnel line' });
     assert.equal(line['attempts'], 2);
     assert.equal(line['error'], 'upstream_connect_failure');
   } finally {

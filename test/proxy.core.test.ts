@@ -5,16 +5,7 @@ import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 import { closedPort, rawExchange, request, startRawServer, startUpstream, type Upstream } from './helpers/servers.js';
 import { startProxy, type TestProxy } from './helpers/proxy.js';
-
-async function waitFor<T>(f: () => T | undefined, ms = 5000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error('waitFor timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { waitFor } from './helpers/wait.js';
 
 let app: Upstream;
 let svc: Upstream;
@@ -453,7 +444,7 @@ inbound: { listen: 127.0.0.1:0, app: 127.0.0.1:${up.port} }
 `);
   try {
     const pending = request(q.inbound);
-    await waitFor(() => (up.requests.length > 0 ? true : undefined));
+    await waitFor(() => up.requests.length > 0);
     let m = (await request(q.admin, { path: '/metrics' })).body.toString();
     assert.match(m, /^outrigger_active_requests\{direction="inbound"\} 1$/m);
     release();

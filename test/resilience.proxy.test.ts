@@ -8,7 +8,8 @@ import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 import { closedPort, request, startUpstream, type Upstream } from './helpers/servers.js';
 import { startProxy, type TestProxy } from './helpers/proxy.js';
-import { clusters, faultServer, fetchOutcome, metrics, metricValue, resetAfter, statusUpstream, waitFor } from './resilience.helpers.js';
+import { clusters, faultServer, fetchOutcome, metrics, metricValue, resetAfter, statusUpstream } from './resilience.helpers.js';
+import { waitFor } from './helpers/wait.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -89,7 +90,7 @@ clusters:
   async function send(host: string, opts: { method?: string; body?: Buffer } = {}) {
     const path = `/r${++seq}`;
     const r = await request(p.outbound, { path, headers: { host }, ...(opts.method === undefined ? {} : { method: opts.method }), ...(opts.body === undefined ? {} : { body: opts.body }) });
-    const line = await waitFor(() => p.access().find((l) => l['path'] === path), `access line for ${path}`);
+    const line = await waitFor(() => p.access().find((l) => l['path'] === path), { what: `access line for ${path}` });
     return { r, line };
   }
 
@@ -274,7 +275,7 @@ clusters:
       assert.equal((await clusters(p.admin))['storm']?.retryBudget.refused, refused);
       const warns = p.logs.filter((l) => l['msg'] === 'retry budget exhausted: retries refused');
       assert.equal(warns.length, 1, 'one warning for the episode, not one per refusal');
-      await waitFor(() => p.logs.find((l) => l['msg'] === 'retry budget no longer exhausted'), 'episode end');
+      await waitFor(() => p.logs.find((l) => l['msg'] === 'retry budget no longer exhausted'), { what: 'episode end' });
     } finally {
       agent.destroy();
       await p.close();
@@ -314,7 +315,7 @@ clusters:
       assert.equal((await clusters(p.admin))['b']?.circuitBreaker, 'open');
       // after resetTimeout: half-open, and the probe decides
       status = 200;
-      await waitFor(async () => (metricValue(await metrics(p.admin), 'outrigger_circuit_breaker_state', { cluster: 'b' }) === 1 ? true : undefined), 'half-open');
+      await waitFor(async () => metricValue(await metrics(p.admin), 'outrigger_circuit_breaker_state', { cluster: 'b' }) === 1, { what: 'half-open' });
       assert.equal((await request(p.outbound, { headers: { host: 'b' } })).status, 200);
       text = await metrics(p.admin);
       assert.equal(metricValue(text, 'outrigger_circuit_breaker_state', { cluster: 'b' }), 0);
@@ -337,14 +338,14 @@ clusters:
     try {
       for (let i = 0; i < 4; i++) await request(p.outbound, { headers: { host: 'b' } });
       assert.equal((await request(p.outbound, { headers: { host: 'b' } })).headers['x-outrigger-error'], 'circuit_open');
-      await waitFor(async () => ((await clusters(p.admin))['b']?.circuitBreaker === 'half-open' ? true : undefined), 'half-open');
+      await waitFor(async () => (await clusters(p.admin))['b']?.circuitBreaker === 'half-open', { what: 'half-open' });
       const before = fail.requests.length;
       assert.equal((await request(p.outbound, { headers: { host: 'b' } })).status, 502, 'the probe reached the upstream and failed');
       assert.equal(fail.requests.length, before + 1);
       assert.equal((await clusters(p.admin))['b']?.circuitBreaker, 'open');
       assert.equal((await request(p.outbound, { headers: { host: 'b' } })).headers['x-outrigger-error'], 'circuit_open');
       failing = false;
-      await waitFor(async () => ((await clusters(p.admin))['b']?.circuitBreaker === 'half-open' ? true : undefined), 'half-open again');
+      await waitFor(async () => (await clusters(p.admin))['b']?.circuitBreaker === 'half-open', { what: 'half-open again' });
       assert.equal((await request(p.outbound, { headers: { host: 'b' } })).status, 200);
       assert.equal((await clusters(p.admin))['b']?.circuitBreaker, 'closed');
       // one warning each way for the whole outage, however many probe cycles it had

@@ -8,16 +8,7 @@ import { once } from 'node:events';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { closedPort, request, startRawServer } from './helpers/servers.js';
 import { startProxy, type TestProxy } from './helpers/proxy.js';
-
-async function waitFor<T>(f: () => T | undefined | false, ms = 8000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error('waitFor timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { waitFor } from './helpers/wait.js';
 
 interface WsEcho {
   port: number;
