@@ -9,6 +9,7 @@ import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { startProxy, type TestProxy } from './helpers/proxy.js';
+import { config } from './helpers/config.js';
 import { waitFor } from './helpers/wait.js';
 
 const MiB = 1024 * 1024;
@@ -95,12 +96,7 @@ before(async () => {
   upstream.listen(0, '127.0.0.1');
   await once(upstream, 'listening');
   upstreamPort = (upstream.address() as net.AddressInfo).port;
-  p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-inbound:
-  listen: 127.0.0.1:0
-  app: 127.0.0.1:${upstreamPort}
-`);
+  p = await startProxy(config({ inbound: upstreamPort }));
 });
 
 after(async () => {

@@ -10,6 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { request, startUpstream, type Upstream } from './helpers/servers.js';
 import { startProxy, type TestProxy } from './helpers/proxy.js';
+import { config, route, service } from './helpers/config.js';
 import { startDnsServer } from './helpers/dns-server.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -28,18 +29,9 @@ async function gated(): Promise<Upstream & { release(): void }> {
   return Object.assign(u, { release: () => open() });
 }
 
-function yaml(app: number, svc: number, drain: string): string {
-  return `
-admin: { listen: 127.0.0.1:0 }
-inbound: { listen: 127.0.0.1:0, app: 127.0.0.1:${app} }
-outbound:
-  listen: 127.0.0.1:0
-  routes:
-    - { name: svc, match: { host: svc }, cluster: svc }
-clusters:
-  svc: { endpoints: ["127.0.0.1:${svc}"] }
-drain: ${drain}
-`;
+/** The app behind inbound, `svc` behind outbound, and the drain settings under test. */
+function yaml(app: number, svc: number, drain: { delay: string; timeout: string }): string {
+  return config({ inbound: app, drain }, service('svc', svc));
 }
 
 /** Whether a new TCP connection to `port` is refused. */
@@ -77,15 +69,7 @@ test('/ready: 503 until every DNS cluster answered once, then 200', async (t) =>
   const dns = await startDnsServer();
   const up = await startUpstream();
   dns.fail(true, 'drop');
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: d, match: { host: d }, cluster: d } ]
-clusters:
-  d: { dns: { name: d.test, port: ${up.port}, refresh: 5s } }
-resolver: { servers: ["127.0.0.1:${dns.port}"] }
-`);
+  const p = await startProxy(config({ routes: [route('d')], clusters: { d: { dns: { name: 'd.test', port: up.port, refresh: '5s' } } }, resolver: dns.port }));
   t.after(async () => {
     await p.close();
     await Promise.all([dns.close(), up.close()]);
@@ -103,15 +87,7 @@ resolver: { servers: ["127.0.0.1:${dns.port}"] }
 test('/ready: a DNS cluster that failed its first resolution does not hold readiness', async (t) => {
   const dns = await startDnsServer();
   dns.fail(true, 'servfail');
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: d, match: { host: d }, cluster: d } ]
-clusters:
-  d: { dns: { name: d.test, port: 80, refresh: 5s } }
-resolver: { servers: ["127.0.0.1:${dns.port}"] }
-`);
+  const p = await startProxy(config({ routes: [route('d')], clusters: { d: { dns: { name: 'd.test', port: 80, refresh: '5s' } } }, resolver: dns.port }));
   t.after(async () => {
     await p.close();
     await dns.close();
@@ -125,7 +101,7 @@ resolver: { servers: ["127.0.0.1:${dns.port}"] }
 test('shutdown: /ready 503 at once; both listeners keep serving during drain.delay, inbound with Connection: close', async (t) => {
   const app = await gated();
   const svc = await startUpstream();
-  const p = await startProxy(yaml(app.port, svc.port, '{ delay: 60s, timeout: 5s }'));
+  const p = await startProxy(yaml(app.port, svc.port, { delay: '60s', timeout: '5s' }));
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   t.after(async () => {
     agent.destroy();
@@ -156,7 +132,7 @@ test('shutdown: /ready 503 at once; both listeners keep serving during drain.del
 test('after the delay: stop accepting, close idle keep-alive, finish the slow in-flight request with Connection: close', async (t) => {
   const app = await gated();
   const svc = await startUpstream();
-  const p: TestProxy = await startProxy(yaml(app.port, svc.port, '{ delay: 0s, timeout: 10s }'));
+  const p: TestProxy = await startProxy(yaml(app.port, svc.port, { delay: '0s', timeout: '10s' }));
   t.after(async () => {
     app.release();
     await p.close();
@@ -204,7 +180,7 @@ test('after the delay: stop accepting, close idle keep-alive, finish the slow in
 test('drain.timeout cuts a request that does not finish; closed still settles', async (t) => {
   const hang = await startUpstream(() => undefined); // never answers
   const svc = await startUpstream();
-  const p = await startProxy(yaml(hang.port, svc.port, '{ delay: 0s, timeout: 200ms }'));
+  const p = await startProxy(yaml(hang.port, svc.port, { delay: '0s', timeout: '200ms' }));
   t.after(async () => {
     await p.close();
     await Promise.all([hang.close(), svc.close()]);
@@ -223,11 +199,7 @@ const external = Object.values(os.networkInterfaces())
 
 async function adminOnAllInterfaces(t: import('node:test').TestContext): Promise<TestProxy> {
   const app = await startUpstream();
-  const p = await startProxy(`
-admin: { listen: 0.0.0.0:0 }
-inbound: { listen: 127.0.0.1:0, app: 127.0.0.1:${app.port} }
-drain: { delay: 60s, timeout: 1s }
-`);
+  const p = await startProxy(config({ admin: { listen: '0.0.0.0:0' }, inbound: app.port, drain: { delay: '60s', timeout: '1s' } }));
   t.after(async () => {
     await p.close();
     await app.close();
@@ -263,7 +235,7 @@ test('POST /shutdown from loopback drains; GET is not a shutdown', async (t) => 
 test('a request that arrives once the listener is shutting down gets 503 draining and a close', async (t) => {
   const app = await gated();
   const svc = await startUpstream();
-  const p: TestProxy = await startProxy(yaml(app.port, svc.port, '{ delay: 0s, timeout: 5s }'));
+  const p: TestProxy = await startProxy(yaml(app.port, svc.port, { delay: '0s', timeout: '5s' }));
   t.after(async () => {
     app.release();
     await p.close();

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { request, startUpstream, type Upstream } from './helpers/servers.js';
 import { startProxy } from './helpers/proxy.js';
+import { config, service } from './helpers/config.js';
 import { clusters, metrics, metricValue } from './resilience.helpers.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -27,16 +28,9 @@ test('active health checks: unhealthy endpoints get no traffic; none healthy is 
   let bHealth = 200;
   const a = await app('a', () => aHealth);
   const b = await app('b', () => bHealth);
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: h, match: { host: h }, cluster: h } ]
-clusters:
-  h:
-    endpoints: ["127.0.0.1:${a.port}", "127.0.0.1:${b.port}"]
-    healthCheck: { path: /healthz, interval: 30ms, timeout: 500ms, unhealthyThreshold: 2, healthyThreshold: 2 }
-`);
+  const p = await startProxy(
+    config(service('h', [a.port, b.port], { healthCheck: { path: '/healthz', interval: '30ms', timeout: '500ms', unhealthyThreshold: 2, healthyThreshold: 2 } })),
+  );
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const A = `127.0.0.1:${a.port}`;
   const B = `127.0.0.1:${b.port}`;
@@ -90,16 +84,9 @@ test('outlier detection: consecutive errors eject for ejectionTime × ejections,
   let badStatus = 500;
   const bad = await app('bad', () => 200, () => badStatus);
   const good = await app('good', () => 200);
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: o, match: { host: o }, cluster: o } ]
-clusters:
-  o:
-    endpoints: ["127.0.0.1:${bad.port}", "127.0.0.1:${good.port}"]
-    outlierDetection: { consecutiveErrors: 3, ejectionTime: 1s, maxEjectionPercent: 50 }
-`);
+  const p = await startProxy(
+    config(service('o', [bad.port, good.port], { outlierDetection: { consecutiveErrors: 3, ejectionTime: '1s', maxEjectionPercent: 50 } })),
+  );
   const BAD = `127.0.0.1:${bad.port}`;
   const send = () => request(p.outbound, { headers: { host: 'o' } });
   const badView = async () => (await clusters(p.admin))['o']!.endpoints.find((e) => e.address === BAD)!;
@@ -142,16 +129,9 @@ clusters:
 test('maxEjectionPercent: never ejects more than allowed, so traffic still flows', async () => {
   const x = await app('x', () => 200, () => 500);
   const y = await app('y', () => 200, () => 500);
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: m, match: { host: m }, cluster: m } ]
-clusters:
-  m:
-    endpoints: ["127.0.0.1:${x.port}", "127.0.0.1:${y.port}"]
-    outlierDetection: { consecutiveErrors: 1, ejectionTime: 1m, maxEjectionPercent: 50 }
-`);
+  const p = await startProxy(
+    config(service('m', [x.port, y.port], { outlierDetection: { consecutiveErrors: 1, ejectionTime: '1m', maxEjectionPercent: 50 } })),
+  );
   try {
     for (let i = 0; i < 10; i++) {
       const r = await request(p.outbound, { headers: { host: 'm' } });
@@ -176,17 +156,14 @@ test('health checks use a connection of their own: a busy endpoint is not marked
       held.push(res);
     }
   });
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: busy, match: { host: busy }, cluster: busy } ]
-clusters:
-  busy:
-    endpoints: ["127.0.0.1:${up.port}"]
-    maxConnectionsPerEndpoint: 1
-    healthCheck: { path: /healthz, interval: 20ms, timeout: 100ms, unhealthyThreshold: 1, healthyThreshold: 1 }
-`);
+  const p = await startProxy(
+    config(
+      service('busy', up.port, {
+        maxConnectionsPerEndpoint: 1,
+        healthCheck: { path: '/healthz', interval: '20ms', timeout: '100ms', unhealthyThreshold: 1, healthyThreshold: 1 },
+      }),
+    ),
+  );
   try {
     const pending = request(p.outbound, { headers: { host: 'busy' } });
     await waitFor(() => held.length === 1, { what: 'request held' });

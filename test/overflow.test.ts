@@ -6,19 +6,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request, type Reply } from './helpers/servers.js';
 import { startProxy } from './helpers/proxy.js';
+import { config, service } from './helpers/config.js';
 import { clusters, holdingUpstream, metrics, metricValue } from './resilience.helpers.js';
 import { waitFor } from './helpers/wait.js';
 
 test('maxConnectionsPerEndpoint caps sockets, maxPending caps the queue, the rest is 503 overflow at once', async () => {
   const up = await holdingUpstream();
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: o, match: { host: o }, cluster: o } ]
-clusters:
-  o: { endpoints: ["127.0.0.1:${up.port}"], maxConnectionsPerEndpoint: 2, maxPending: 1 }
-`);
+  const p = await startProxy(config(service('o', up.port, { maxConnectionsPerEndpoint: 2, maxPending: 1 })));
   try {
     const admitted: Promise<Reply>[] = [];
     for (let i = 0; i < 3; i++) admitted.push(request(p.outbound, { path: `/a${i}`, headers: { host: 'o' } }));
@@ -69,14 +63,7 @@ test('a streaming response holds its endpoint slot until its body ends', async (
     res.write('head-sent ');
     bodies.push(res);
   });
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: s, match: { host: s }, cluster: s } ]
-clusters:
-  s: { endpoints: ["127.0.0.1:${up.port}"], maxConnectionsPerEndpoint: 1, maxPending: 1 }
-`);
+  const p = await startProxy(config(service('s', up.port, { maxConnectionsPerEndpoint: 1, maxPending: 1 })));
   try {
     const first = request(p.outbound, { headers: { host: 's' } });
     await waitFor(() => bodies.length === 1, { what: 'first response streaming' });
@@ -98,10 +85,7 @@ clusters:
 
 test('inbound.maxConcurrent: over it 503 overflow at once', async () => {
   const app = await holdingUpstream();
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-inbound: { listen: 127.0.0.1:0, app: 127.0.0.1:${app.port}, maxConcurrent: 2 }
-`);
+  const p = await startProxy(config({ inbound: { app: app.port, maxConcurrent: 2 } }));
   try {
     const admitted = [request(p.inbound, { path: '/1' }), request(p.inbound, { path: '/2' })];
     await waitFor(() => app.requests.length === 2, { what: 'two at the app' });

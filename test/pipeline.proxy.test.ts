@@ -6,6 +6,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { closedPort, echo, request, startRawServer, startUpstream } from './helpers/servers.js';
 import { startProxy } from './helpers/proxy.js';
+import { cluster, config, loopback, route, service } from './helpers/config.js';
 import { metrics, metricValue } from './resilience.helpers.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -28,10 +29,7 @@ function connectVia(port: number, authority: string): Promise<{ status: number; 
 }
 
 test('a request whose target is the proxy itself is refused at once with 508 loop_detected', async () => {
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound: { listen: 127.0.0.1:0, unknownHosts: passthrough, timeout: 30s }
-`);
+  const p = await startProxy(config({ outbound: { unknownHosts: 'passthrough', timeout: '30s' } }));
   try {
     const self = `127.0.0.1:${p.outbound}`;
     // curl 127.0.0.1:15001/ (Host is the proxy), an HTTP_PROXY client's absolute-form, the admin port
@@ -63,18 +61,13 @@ test('a loop through other listeners is caught by the via entry; the upstream se
   const inPort = await closedPort();
   const outPort = await closedPort();
   // outbound routes `loop` to our own inbound, whose app is our own outbound: a cycle
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-inbound: { listen: 127.0.0.1:${inPort}, app: 127.0.0.1:${outPort} }
-outbound:
-  listen: 127.0.0.1:${outPort}
-  routes:
-    - { name: loop, match: { host: loop }, cluster: me }
-    - { name: app, match: { host: app }, cluster: app }
-clusters:
-  me: { endpoints: ["127.0.0.1:${inPort}"] }
-  app: { endpoints: ["127.0.0.1:${app.port}"] }
-`);
+  const p = await startProxy(
+    config(
+      { inbound: { listen: loopback(inPort), app: outPort }, outbound: { listen: loopback(outPort) } },
+      { routes: [route('loop', { cluster: 'me' })], clusters: { me: cluster(inPort) } },
+      service('app', app.port),
+    ),
+  );
   try {
     const r = await request(p.outbound, { headers: { host: 'loop' } });
     assert.equal(r.status, 508);
@@ -95,10 +88,7 @@ clusters:
 
 test('CONNECT tunnels count against maxConcurrent and are refused 503 overflow beyond it', async () => {
   const tcp = await startRawServer((s) => s.pipe(s));
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound: { listen: 127.0.0.1:0, maxConcurrent: 1 }
-`);
+  const p = await startProxy(config({ outbound: { maxConcurrent: 1 } }));
   try {
     const first = await connectVia(p.outbound, `127.0.0.1:${tcp.port}`);
     assert.equal(first.status, 200);
@@ -125,14 +115,7 @@ outbound: { listen: 127.0.0.1:0, maxConcurrent: 1 }
 
 test('a CONNECT whose cluster refuses the connection counts upstream_connect_failure, as a plain request does', async () => {
   const dead = await closedPort();
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: db, match: { host: db, port: 5432 }, cluster: db } ]
-clusters:
-  db: { endpoints: ["127.0.0.1:${dead}"] }
-`);
+  const p = await startProxy(config(service('db', dead, {}, { match: { host: 'db', port: 5432 } })));
   try {
     const c = await connectVia(p.outbound, 'db:5432');
     assert.equal(c.status, 502);
