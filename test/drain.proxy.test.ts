@@ -30,7 +30,7 @@ async function gated(): Promise<Upstream & { release(): void }> {
 }
 
 /** The app behind inbound, `svc` behind outbound, and the drain settings under test. */
-function yaml(app: number, svc: number, drain: { delay: string; timeout: string }): string {
+function drainConfig(app: number, svc: number, drain: { delay: string; timeout: string }): string {
   return config({ inbound: app, drain }, service('svc', svc));
 }
 
@@ -101,7 +101,7 @@ test('/ready: a DNS cluster that failed its first resolution does not hold readi
 test('shutdown: /ready 503 at once; both listeners keep serving during drain.delay, inbound with Connection: close', async (t) => {
   const app = await gated();
   const svc = await startUpstream();
-  const p = await startProxy(yaml(app.port, svc.port, { delay: '60s', timeout: '5s' }));
+  const p = await startProxy(drainConfig(app.port, svc.port, { delay: '60s', timeout: '5s' }));
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   t.after(async () => {
     agent.destroy();
@@ -132,7 +132,7 @@ test('shutdown: /ready 503 at once; both listeners keep serving during drain.del
 test('after the delay: stop accepting, close idle keep-alive, finish the slow in-flight request with Connection: close', async (t) => {
   const app = await gated();
   const svc = await startUpstream();
-  const p: TestProxy = await startProxy(yaml(app.port, svc.port, { delay: '0s', timeout: '10s' }));
+  const p: TestProxy = await startProxy(drainConfig(app.port, svc.port, { delay: '0s', timeout: '10s' }));
   t.after(async () => {
     app.release();
     await p.close();
@@ -180,7 +180,7 @@ test('after the delay: stop accepting, close idle keep-alive, finish the slow in
 test('drain.timeout cuts a request that does not finish; closed still settles', async (t) => {
   const hang = await startUpstream(() => undefined); // never answers
   const svc = await startUpstream();
-  const p = await startProxy(yaml(hang.port, svc.port, { delay: '0s', timeout: '200ms' }));
+  const p = await startProxy(drainConfig(hang.port, svc.port, { delay: '0s', timeout: '200ms' }));
   t.after(async () => {
     await p.close();
     await Promise.all([hang.close(), svc.close()]);
@@ -235,7 +235,7 @@ test('POST /shutdown from loopback drains; GET is not a shutdown', async (t) => 
 test('a request that arrives once the listener is shutting down gets 503 draining and a close', async (t) => {
   const app = await gated();
   const svc = await startUpstream();
-  const p: TestProxy = await startProxy(yaml(app.port, svc.port, { delay: '0s', timeout: '5s' }));
+  const p: TestProxy = await startProxy(drainConfig(app.port, svc.port, { delay: '0s', timeout: '5s' }));
   t.after(async () => {
     app.release();
     await p.close();
