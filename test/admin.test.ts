@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { request, startUpstream, type Upstream } from './helpers/servers.js';
 import { startProxy, tempDir, type TestProxy } from './helpers/proxy.js';
+import { config, service } from './helpers/config.js';
 
 let up: Upstream;
 let p: TestProxy;
@@ -14,17 +15,12 @@ let pkiDir: string;
 before(async () => {
   up = await startUpstream();
   pkiDir = tempDir();
-  p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-inbound: { listen: 127.0.0.1:0, app: 127.0.0.1:${up.port} }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: r, match: { host: svc }, cluster: svc } ]
-clusters:
-  svc:
-    endpoints: ["127.0.0.1:${up.port}"]
-    circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 20, window: 10s, resetTimeout: 30s }
-`);
+  p = await startProxy(
+    config(
+      { inbound: up.port },
+      service('svc', up.port, { circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 20, window: '10s', resetTimeout: '30s' } }, { name: 'r' }),
+    ),
+  );
 });
 
 after(async () => {

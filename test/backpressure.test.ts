@@ -9,6 +9,8 @@ import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { startProxy, type TestProxy } from './helpers/proxy.js';
+import { config } from './helpers/config.js';
+import { waitFor } from './helpers/wait.js';
 
 const MiB = 1024 * 1024;
 const TOTAL = 160 * MiB;
@@ -94,12 +96,7 @@ before(async () => {
   upstream.listen(0, '127.0.0.1');
   await once(upstream, 'listening');
   upstreamPort = (upstream.address() as net.AddressInfo).port;
-  p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-inbound:
-  listen: 127.0.0.1:0
-  app: 127.0.0.1:${upstreamPort}
-`);
+  p = await startProxy(config({ inbound: upstreamPort }));
 });
 
 after(async () => {
@@ -127,7 +124,7 @@ test('a client that stops reading stops the upstream; the body then arrives whol
     received += d.length;
   });
   socket.write('GET /big HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n');
-  await untilStalled(() => (bodyStart === -1 ? 0 : 1), 1, 1_000_000); // wait for the head
+  await waitFor(() => bodyStart !== -1, { what: 'the response head' });
   const stalledAt = await untilStalled(() => sent.bytes, TOTAL);
   const bound = kernelBound();
   assert.ok(stalledAt < bound, `upstream sent ${stalledAt} bytes to a client reading none (bound ${bound})`);

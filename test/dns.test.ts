@@ -1,5 +1,5 @@
 // DNS discovery and the passthrough lookup against a real (fake) authoritative DNS server on
-// 127.0.0.1. Waits are on events (onUpdate / onError / query counts), never on elapsed time.
+// 127.0.0.1. Waits are on what happened (onUpdate / onError / query counts), never on elapsed time.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -11,42 +11,27 @@ import type { DnsDiscoveryOptions } from '../src/cluster/dns.js';
 import type { Address } from '../src/config/types.js';
 import { startDnsServer } from './helpers/dns-server.js';
 import type { DnsServer } from './helpers/dns-server.js';
+import { waitFor } from './helpers/wait.js';
 
 // Short query timeouts keep the "no answer" cases quick.
 const QUICK = { timeout: 100, tries: 1 } as const;
 
 const hosts = (addrs: readonly Address[]): string[] => addrs.map((a) => a.host);
 
-/** A discovery whose callbacks feed queues the test can await in order. */
+/** A discovery whose callbacks are recorded, in order, for the test to wait on and inspect. */
 function watch(opts: Omit<DnsDiscoveryOptions, 'onUpdate' | 'onError'>) {
   const updates: (readonly Address[])[] = [];
   const errors: { err: Error; consecutive: number }[] = [];
-  let wake: (() => void) | null = null;
-  const poke = (): void => {
-    wake?.();
-    wake = null;
-  };
   const d = new DnsDiscovery({
     ...opts,
-    onUpdate: (a) => {
-      updates.push(a);
-      poke();
-    },
-    onError: (err, consecutive) => {
-      errors.push({ err, consecutive });
-      poke();
-    },
+    onUpdate: (a) => updates.push(a),
+    onError: (err, consecutive) => errors.push({ err, consecutive }),
   });
-  const until = async (cond: () => boolean): Promise<void> => {
-    while (!cond()) await new Promise<void>((r) => (wake = r));
-  };
-  return { d, updates, errors, until };
+  return { d, updates, errors };
 }
 
-/** Resolves once `cond` holds, polling (for server-side counters that have no event). */
-async function poll(cond: () => boolean): Promise<void> {
-  while (!cond()) await new Promise((r) => setTimeout(r, 5));
-}
+/** The waits here poll every 5 ms: the refresh periods are 10-20 ms. */
+const POLL = { intervalMs: 5 } as const;
 
 describe('DnsDiscovery', () => {
   let dns: DnsServer;
@@ -78,13 +63,13 @@ describe('DnsDiscovery', () => {
     dns.set('change.test', ['10.0.1.1']);
     const w = watch({ name: 'change.test', port: 80, refresh: 20, servers, resolver: QUICK });
     w.d.start();
-    await w.until(() => w.updates.length === 1);
+    await waitFor(() => w.updates.length === 1, POLL);
     // Several more refreshes with the same answer: no update.
     const q = dns.queries;
-    await poll(() => dns.queries >= q + 6);
+    await waitFor(() => dns.queries >= q + 6, POLL);
     assert.equal(w.updates.length, 1);
     dns.set('change.test', ['10.0.1.1', '10.0.1.2'], ['::1']);
-    await w.until(() => w.updates.length === 2);
+    await waitFor(() => w.updates.length === 2, POLL);
     assert.deepEqual(hosts(w.updates[1]!), ['10.0.1.1', '10.0.1.2', '::1']);
     w.d.stop();
   });
@@ -93,9 +78,9 @@ describe('DnsDiscovery', () => {
     dns.set('flaky.test', ['10.0.2.1']);
     const w = watch({ name: 'flaky.test', port: 80, refresh: 20, servers, resolver: QUICK });
     w.d.start();
-    await w.until(() => w.updates.length === 1);
+    await waitFor(() => w.updates.length === 1, POLL);
     dns.fail(true); // SERVFAIL
-    await w.until(() => w.errors.length >= 2);
+    await waitFor(() => w.errors.length >= 2, POLL);
     assert.deepEqual(
       w.errors.slice(0, 2).map((e) => e.consecutive),
       [1, 2],
@@ -108,11 +93,11 @@ describe('DnsDiscovery', () => {
     dns.fail(false);
     dns.delete('flaky.test');
     const before = w.errors.length;
-    await w.until(() => w.errors.length > before);
+    await waitFor(() => w.errors.length > before, POLL);
     assert.equal((w.errors.at(-1)!.err as NodeJS.ErrnoException).code, 'ENOTFOUND');
     assert.deepEqual(hosts(w.d.addresses), ['10.0.2.1']);
     dns.set('flaky.test', ['10.0.2.9']);
-    await w.until(() => w.updates.length === 2);
+    await waitFor(() => w.updates.length === 2, POLL);
     assert.deepEqual(hosts(w.updates[1]!), ['10.0.2.9']);
     assert.equal(w.d.failures, 0);
     w.d.stop();
@@ -185,7 +170,7 @@ describe('DnsDiscovery', () => {
     try {
       const w = watch({ name: 'never.test', port: 80, refresh: 10, servers, resolver: { timeout: 5000, tries: 1 } });
       w.d.start();
-      await poll(() => dns.queries > 0);
+      await waitFor(() => dns.queries > 0, POLL);
       w.d.stop();
       await w.d.firstResult;
       assert.deepEqual(w.d.addresses, []);

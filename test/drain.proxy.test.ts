@@ -10,17 +10,9 @@ import net from 'node:net';
 import os from 'node:os';
 import { request, startUpstream, type Upstream } from './helpers/servers.js';
 import { startProxy, type TestProxy } from './helpers/proxy.js';
+import { config, route, service } from './helpers/config.js';
 import { startDnsServer } from './helpers/dns-server.js';
-
-async function waitFor<T>(f: () => Promise<T | undefined> | T | undefined, what: string, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+import { waitFor } from './helpers/wait.js';
 
 /** An upstream whose requests to `/slow` wait for `release()`; everything else answers at once. */
 async function gated(): Promise<Upstream & { release(): void }> {
@@ -37,18 +29,9 @@ async function gated(): Promise<Upstream & { release(): void }> {
   return Object.assign(u, { release: () => open() });
 }
 
-function yaml(app: number, svc: number, drain: string): string {
-  return `
-admin: { listen: 127.0.0.1:0 }
-inbound: { listen: 127.0.0.1:0, app: 127.0.0.1:${app} }
-outbound:
-  listen: 127.0.0.1:0
-  routes:
-    - { name: svc, match: { host: svc }, cluster: svc }
-clusters:
-  svc: { endpoints: ["127.0.0.1:${svc}"] }
-drain: ${drain}
-`;
+/** The app behind inbound, `svc` behind outbound, and the drain settings under test. */
+function drainConfig(app: number, svc: number, drain: { delay: string; timeout: string }): string {
+  return config({ inbound: app, drain }, service('svc', svc));
 }
 
 /** Whether a new TCP connection to `port` is refused. */
@@ -86,47 +69,31 @@ test('/ready: 503 until every DNS cluster answered once, then 200', async (t) =>
   const dns = await startDnsServer();
   const up = await startUpstream();
   dns.fail(true, 'drop');
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: d, match: { host: d }, cluster: d } ]
-clusters:
-  d: { dns: { name: d.test, port: ${up.port}, refresh: 5s } }
-resolver: { servers: ["127.0.0.1:${dns.port}"] }
-`);
+  const p = await startProxy(config({ routes: [route('d')], clusters: { d: { dns: { name: 'd.test', port: up.port, refresh: '5s' } } }, resolver: dns.port }));
   t.after(async () => {
     await p.close();
     await Promise.all([dns.close(), up.close()]);
   });
-  await waitFor(() => (dns.queries > 0 ? true : undefined), 'the first DNS query');
+  await waitFor(() => dns.queries > 0, { what: 'the first DNS query' });
   // Listeners are bound (the outbound port answers), yet DNS has not answered: not ready.
   assert.equal((await request(p.admin, { path: '/ready' })).status, 503);
   assert.equal((await request(p.admin, { path: '/live' })).status, 200);
   dns.set('d.test', ['127.0.0.1']);
   dns.fail(false);
-  await waitFor(async () => ((await request(p.admin, { path: '/ready' })).status === 200 ? true : undefined), '/ready 200');
+  await waitFor(async () => (await request(p.admin, { path: '/ready' })).status === 200, { what: '/ready 200' });
   assert.equal((await request(p.outbound, { headers: { host: 'd' } })).status, 200);
 });
 
 test('/ready: a DNS cluster that failed its first resolution does not hold readiness', async (t) => {
   const dns = await startDnsServer();
   dns.fail(true, 'servfail');
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: d, match: { host: d }, cluster: d } ]
-clusters:
-  d: { dns: { name: d.test, port: 80, refresh: 5s } }
-resolver: { servers: ["127.0.0.1:${dns.port}"] }
-`);
+  const p = await startProxy(config({ routes: [route('d')], clusters: { d: { dns: { name: 'd.test', port: 80, refresh: '5s' } } }, resolver: dns.port }));
   t.after(async () => {
     await p.close();
     await dns.close();
   });
   // The answer is a failure, but it is an answer: ready (the cluster answers 503 until DNS works).
-  await waitFor(async () => ((await request(p.admin, { path: '/ready' })).status === 200 ? true : undefined), '/ready 200');
+  await waitFor(async () => (await request(p.admin, { path: '/ready' })).status === 200, { what: '/ready 200' });
   assert.ok(dns.queries > 0);
   assert.equal((await request(p.outbound, { headers: { host: 'd' } })).status, 503);
 });
@@ -134,7 +101,7 @@ resolver: { servers: ["127.0.0.1:${dns.port}"] }
 test('shutdown: /ready 503 at once; both listeners keep serving during drain.delay, inbound with Connection: close', async (t) => {
   const app = await gated();
   const svc = await startUpstream();
-  const p = await startProxy(yaml(app.port, svc.port, '{ delay: 60s, timeout: 5s }'));
+  const p = await startProxy(drainConfig(app.port, svc.port, { delay: '60s', timeout: '5s' }));
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   t.after(async () => {
     agent.destroy();
@@ -165,7 +132,7 @@ test('shutdown: /ready 503 at once; both listeners keep serving during drain.del
 test('after the delay: stop accepting, close idle keep-alive, finish the slow in-flight request with Connection: close', async (t) => {
   const app = await gated();
   const svc = await startUpstream();
-  const p: TestProxy = await startProxy(yaml(app.port, svc.port, '{ delay: 0s, timeout: 10s }'));
+  const p: TestProxy = await startProxy(drainConfig(app.port, svc.port, { delay: '0s', timeout: '10s' }));
   t.after(async () => {
     app.release();
     await p.close();
@@ -185,13 +152,13 @@ test('after the delay: stop accepting, close idle keep-alive, finish the slow in
     req.on('error', reject);
     req.end();
   });
-  await waitFor(() => (app.requests.some((r) => r.url === '/slow') ? true : undefined), 'the slow request upstream');
+  await waitFor(() => app.requests.some((r) => r.url === '/slow'), { what: 'the slow request upstream' });
 
   let closedSettled = false;
   void p.proxy.closed.then(() => (closedSettled = true));
   p.proxy.shutdown('test');
   // Inbound stops accepting; its idle keep-alive connection is closed.
-  await waitFor(async () => ((await refused(p.inbound)) ? true : undefined), 'inbound to refuse connections');
+  await waitFor(() => refused(p.inbound), { what: 'inbound to refuse connections' });
   await idle.closed;
   // The slow request is still in flight: the app may still call out, so outbound still serves.
   assert.equal((await request(p.outbound, { headers: { host: 'svc' } })).status, 200);
@@ -203,7 +170,7 @@ test('after the delay: stop accepting, close idle keep-alive, finish the slow in
   assert.equal(res.statusCode, 200);
   assert.equal(res.text, 'ok');
   assert.equal(res.headers['connection'], 'close');
-  await waitFor(() => (slowSocket?.destroyed === true || slowSocket?.readyState === 'closed' ? true : undefined), 'the slow socket to close');
+  await waitFor(() => slowSocket?.destroyed === true || slowSocket?.readyState === 'closed', { what: 'the slow socket to close' });
   await p.proxy.closed;
   assert.equal(await refused(p.outbound), true);
   const msgs = p.logs.map((l) => l['msg']);
@@ -213,13 +180,13 @@ test('after the delay: stop accepting, close idle keep-alive, finish the slow in
 test('drain.timeout cuts a request that does not finish; closed still settles', async (t) => {
   const hang = await startUpstream(() => undefined); // never answers
   const svc = await startUpstream();
-  const p = await startProxy(yaml(hang.port, svc.port, '{ delay: 0s, timeout: 200ms }'));
+  const p = await startProxy(drainConfig(hang.port, svc.port, { delay: '0s', timeout: '200ms' }));
   t.after(async () => {
     await p.close();
     await Promise.all([hang.close(), svc.close()]);
   });
   const stuck = request(p.inbound, { headers: { host: 'app' } });
-  await waitFor(() => (hang.requests.length === 1 ? true : undefined), 'the request upstream');
+  await waitFor(() => hang.requests.length === 1, { what: 'the request upstream' });
   p.proxy.shutdown('test');
   await assert.rejects(stuck, /socket hang up|ECONNRESET/);
   await p.proxy.closed;
@@ -232,11 +199,7 @@ const external = Object.values(os.networkInterfaces())
 
 async function adminOnAllInterfaces(t: import('node:test').TestContext): Promise<TestProxy> {
   const app = await startUpstream();
-  const p = await startProxy(`
-admin: { listen: 0.0.0.0:0 }
-inbound: { listen: 127.0.0.1:0, app: 127.0.0.1:${app.port} }
-drain: { delay: 60s, timeout: 1s }
-`);
+  const p = await startProxy(config({ admin: { listen: '0.0.0.0:0' }, inbound: app.port, drain: { delay: '60s', timeout: '1s' } }));
   t.after(async () => {
     await p.close();
     await app.close();
@@ -272,7 +235,7 @@ test('POST /shutdown from loopback drains; GET is not a shutdown', async (t) => 
 test('a request that arrives once the listener is shutting down gets 503 draining and a close', async (t) => {
   const app = await gated();
   const svc = await startUpstream();
-  const p: TestProxy = await startProxy(yaml(app.port, svc.port, '{ delay: 0s, timeout: 5s }'));
+  const p: TestProxy = await startProxy(drainConfig(app.port, svc.port, { delay: '0s', timeout: '5s' }));
   t.after(async () => {
     app.release();
     await p.close();
@@ -284,9 +247,9 @@ test('a request that arrives once the listener is shutting down gets 503 drainin
   await new Promise<void>((r) => socket.once('connect', () => r()));
   // A slow request keeps the drain going while the late one arrives.
   const slow = request(p.inbound, { path: '/slow', headers: { host: 'app' } });
-  await waitFor(() => (app.requests.some((r) => r.url === '/slow') ? true : undefined), 'the slow request upstream');
+  await waitFor(() => app.requests.some((r) => r.url === '/slow'), { what: 'the slow request upstream' });
   p.proxy.shutdown('test');
-  await waitFor(async () => ((await refused(p.inbound)) ? true : undefined), 'inbound to refuse connections');
+  await waitFor(() => refused(p.inbound), { what: 'inbound to refuse connections' });
   const before = app.requests.length;
   let data = '';
   const closed = new Promise<void>((r) => socket.on('close', () => r()));

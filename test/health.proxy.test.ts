@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { closedPort, request, startUpstream, type Upstream } from './helpers/servers.js';
 import { startProxy } from './helpers/proxy.js';
-import { clusters, metrics, metricValue, waitFor } from './resilience.helpers.js';
+import { config, service } from './helpers/config.js';
+import { clusters, metrics, metricValue } from './resilience.helpers.js';
+import { waitFor } from './helpers/wait.js';
 
 /** An upstream whose /healthz answers `health()` and everything else `status()`. */
 async function app(name: string, health: () => number, status: () => number = () => 200): Promise<Upstream & { served: number }> {
@@ -26,16 +28,9 @@ test('active health checks: unhealthy endpoints get no traffic; none healthy is 
   let bHealth = 200;
   const a = await app('a', () => aHealth);
   const b = await app('b', () => bHealth);
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: h, match: { host: h }, cluster: h } ]
-clusters:
-  h:
-    endpoints: ["127.0.0.1:${a.port}", "127.0.0.1:${b.port}"]
-    healthCheck: { path: /healthz, interval: 30ms, timeout: 500ms, unhealthyThreshold: 2, healthyThreshold: 2 }
-`);
+  const p = await startProxy(
+    config(service('h', [a.port, b.port], { healthCheck: { path: '/healthz', interval: '30ms', timeout: '500ms', unhealthyThreshold: 2, healthyThreshold: 2 } })),
+  );
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const A = `127.0.0.1:${a.port}`;
   const B = `127.0.0.1:${b.port}`;
@@ -45,7 +40,7 @@ clusters:
     assert.ok(a.served > 0 && b.served > 0);
 
     aHealth = 503;
-    await waitFor(async () => ((await healthy(A)) === 0 ? true : undefined), 'a unhealthy');
+    await waitFor(async () => (await healthy(A)) === 0, { what: 'a unhealthy' });
     const view = (await clusters(p.admin))['h']!;
     assert.deepEqual(view.endpoints.map((e) => [e.address, e.healthy, e.available]), [[A, false, false], [B, true, true]]);
     const aBefore = a.served;
@@ -56,7 +51,7 @@ clusters:
     assert.equal(a.served, aBefore, 'no traffic to the unhealthy endpoint');
 
     bHealth = 503;
-    await waitFor(async () => ((await healthy(B)) === 0 ? true : undefined), 'b unhealthy');
+    await waitFor(async () => (await healthy(B)) === 0, { what: 'b unhealthy' });
     const bBefore = b.served;
     const r = await request(p.outbound, { headers: { host: 'h' }, agent });
     assert.equal(r.status, 503);
@@ -66,7 +61,7 @@ clusters:
     assert.ok(metricValue(await metrics(p.admin), 'outrigger_upstream_errors_total', { cluster: 'h', reason: 'no_healthy_upstream' }) >= 1);
 
     aHealth = 200;
-    await waitFor(async () => ((await healthy(A)) === 1 ? true : undefined), 'a healthy again');
+    await waitFor(async () => (await healthy(A)) === 1, { what: 'a healthy again' });
     assert.equal((await request(p.outbound, { headers: { host: 'h' }, agent })).body.toString(), 'a');
     const warns = p.logs.filter((l) => l['level'] === 'warn').map((l) => l['msg']);
     assert.deepEqual(
@@ -89,16 +84,9 @@ test('outlier detection: consecutive errors eject for ejectionTime × ejections,
   let badStatus = 500;
   const bad = await app('bad', () => 200, () => badStatus);
   const good = await app('good', () => 200);
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: o, match: { host: o }, cluster: o } ]
-clusters:
-  o:
-    endpoints: ["127.0.0.1:${bad.port}", "127.0.0.1:${good.port}"]
-    outlierDetection: { consecutiveErrors: 3, ejectionTime: 1s, maxEjectionPercent: 50 }
-`);
+  const p = await startProxy(
+    config(service('o', [bad.port, good.port], { outlierDetection: { consecutiveErrors: 3, ejectionTime: '1s', maxEjectionPercent: 50 } })),
+  );
   const BAD = `127.0.0.1:${bad.port}`;
   const send = () => request(p.outbound, { headers: { host: 'o' } });
   const badView = async () => (await clusters(p.admin))['o']!.endpoints.find((e) => e.address === BAD)!;
@@ -115,7 +103,7 @@ clusters:
     for (let i = 0; i < 6; i++) assert.equal((await send()).body.toString(), 'good');
     assert.equal(bad.served, served, 'an ejected endpoint gets no traffic');
 
-    await waitFor(async () => ((await badView()).ejected ? undefined : true), 'back from ejection');
+    await waitFor(async () => !(await badView()).ejected, { what: 'back from ejection' });
     assert.ok(p.logs.some((l) => l['msg'] === 'endpoint returned from ejection' && l['endpoint'] === BAD));
     // a second run of errors ejects it again, and the ejection count (the multiplier) grows
     const start = bad.served;
@@ -125,7 +113,7 @@ clusters:
     assert.equal(v.ejections, 2);
     // once healthy, it serves again after the (doubled) ejection
     badStatus = 200;
-    await waitFor(async () => ((await badView()).ejected ? undefined : true), 'back again');
+    await waitFor(async () => !(await badView()).ejected, { what: 'back again' });
     const before = bad.served;
     for (let i = 0; i < 4; i++) await send();
     assert.ok(bad.served > before);
@@ -141,16 +129,9 @@ clusters:
 test('maxEjectionPercent: never ejects more than allowed, so traffic still flows', async () => {
   const x = await app('x', () => 200, () => 500);
   const y = await app('y', () => 200, () => 500);
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: m, match: { host: m }, cluster: m } ]
-clusters:
-  m:
-    endpoints: ["127.0.0.1:${x.port}", "127.0.0.1:${y.port}"]
-    outlierDetection: { consecutiveErrors: 1, ejectionTime: 1m, maxEjectionPercent: 50 }
-`);
+  const p = await startProxy(
+    config(service('m', [x.port, y.port], { outlierDetection: { consecutiveErrors: 1, ejectionTime: '1m', maxEjectionPercent: 50 } })),
+  );
   try {
     for (let i = 0; i < 10; i++) {
       const r = await request(p.outbound, { headers: { host: 'm' } });
@@ -175,23 +156,20 @@ test('health checks use a connection of their own: a busy endpoint is not marked
       held.push(res);
     }
   });
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: busy, match: { host: busy }, cluster: busy } ]
-clusters:
-  busy:
-    endpoints: ["127.0.0.1:${up.port}"]
-    maxConnectionsPerEndpoint: 1
-    healthCheck: { path: /healthz, interval: 20ms, timeout: 100ms, unhealthyThreshold: 1, healthyThreshold: 1 }
-`);
+  const p = await startProxy(
+    config(
+      service('busy', up.port, {
+        maxConnectionsPerEndpoint: 1,
+        healthCheck: { path: '/healthz', interval: '20ms', timeout: '100ms', unhealthyThreshold: 1, healthyThreshold: 1 },
+      }),
+    ),
+  );
   try {
     const pending = request(p.outbound, { headers: { host: 'busy' } });
-    await waitFor(() => (held.length === 1 ? true : undefined), 'request held');
+    await waitFor(() => held.length === 1, { what: 'request held' });
     const from = checks;
     // several rounds pass while the endpoint's only request socket is busy
-    await waitFor(() => (checks >= from + 4 ? true : undefined), 'checks answered');
+    await waitFor(() => checks >= from + 4, { what: 'checks answered' });
     assert.equal((await clusters(p.admin))['busy']?.endpoints[0]?.healthy, true);
     assert.ok(!p.logs.some((l) => l['msg'] === 'endpoint unhealthy'));
     held[0]!.end('done');

@@ -6,24 +6,19 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request, type Reply } from './helpers/servers.js';
 import { startProxy } from './helpers/proxy.js';
-import { clusters, holdingUpstream, metrics, metricValue, waitFor } from './resilience.helpers.js';
+import { config, service } from './helpers/config.js';
+import { clusters, holdingUpstream, metrics, metricValue } from './resilience.helpers.js';
+import { waitFor } from './helpers/wait.js';
 
 test('maxConnectionsPerEndpoint caps sockets, maxPending caps the queue, the rest is 503 overflow at once', async () => {
   const up = await holdingUpstream();
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: o, match: { host: o }, cluster: o } ]
-clusters:
-  o: { endpoints: ["127.0.0.1:${up.port}"], maxConnectionsPerEndpoint: 2, maxPending: 1 }
-`);
+  const p = await startProxy(config(service('o', up.port, { maxConnectionsPerEndpoint: 2, maxPending: 1 })));
   try {
     const admitted: Promise<Reply>[] = [];
     for (let i = 0; i < 3; i++) admitted.push(request(p.outbound, { path: `/a${i}`, headers: { host: 'o' } }));
     // two reach the upstream on two sockets; the third waits in the pool's queue
-    await waitFor(() => (up.requests.length === 2 ? true : undefined), 'two requests at the upstream');
-    await waitFor(async () => ((await clusters(p.admin))['o']?.limits.queued === 1 ? true : undefined), 'one queued');
+    await waitFor(() => up.requests.length === 2, { what: 'two requests at the upstream' });
+    await waitFor(async () => (await clusters(p.admin))['o']?.limits.queued === 1, { what: 'one queued' });
     const view = (await clusters(p.admin))['o']!;
     assert.equal(view.endpoints[0]?.activeRequests, 3);
     assert.equal(view.activeRequests, 3);
@@ -46,7 +41,7 @@ clusters:
     assert.equal(metricValue(text, 'outrigger_upstream_errors_total', { cluster: 'o', reason: 'overflow' }), 1);
     assert.equal((await clusters(p.admin))['o']?.limits.overflows, 1);
     assert.equal(p.logs.filter((l) => l['msg'] === 'cluster overflowing: requests refused with 503 overflow').length, 1);
-    await waitFor(() => p.logs.find((l) => l['msg'] === 'cluster no longer overflowing'), 'episode end');
+    await waitFor(() => p.logs.find((l) => l['msg'] === 'cluster no longer overflowing'), { what: 'episode end' });
     // accounting went back to zero once the bodies were done
     const after = (await clusters(p.admin))['o']!;
     assert.equal(after.activeRequests, 0);
@@ -68,24 +63,17 @@ test('a streaming response holds its endpoint slot until its body ends', async (
     res.write('head-sent ');
     bodies.push(res);
   });
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: s, match: { host: s }, cluster: s } ]
-clusters:
-  s: { endpoints: ["127.0.0.1:${up.port}"], maxConnectionsPerEndpoint: 1, maxPending: 1 }
-`);
+  const p = await startProxy(config(service('s', up.port, { maxConnectionsPerEndpoint: 1, maxPending: 1 })));
   try {
     const first = request(p.outbound, { headers: { host: 's' } });
-    await waitFor(() => (bodies.length === 1 ? true : undefined), 'first response streaming');
+    await waitFor(() => bodies.length === 1, { what: 'first response streaming' });
     const second = request(p.outbound, { headers: { host: 's' } });
-    await waitFor(async () => ((await clusters(p.admin))['s']?.limits.queued === 1 ? true : undefined), 'second queued');
+    await waitFor(async () => (await clusters(p.admin))['s']?.limits.queued === 1, { what: 'second queued' });
     const third = await request(p.outbound, { headers: { host: 's' } });
     assert.equal(third.headers['x-outrigger-error'], 'overflow');
     bodies[0]!.end('done');
     assert.equal((await first).body.toString(), 'head-sent done');
-    await waitFor(() => (bodies.length === 2 ? true : undefined), 'second response streaming');
+    await waitFor(() => bodies.length === 2, { what: 'second response streaming' });
     bodies[1]!.end('done');
     assert.equal((await second).status, 200);
   } finally {
@@ -97,13 +85,10 @@ clusters:
 
 test('inbound.maxConcurrent: over it 503 overflow at once', async () => {
   const app = await holdingUpstream();
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-inbound: { listen: 127.0.0.1:0, app: 127.0.0.1:${app.port}, maxConcurrent: 2 }
-`);
+  const p = await startProxy(config({ inbound: { app: app.port, maxConcurrent: 2 } }));
   try {
     const admitted = [request(p.inbound, { path: '/1' }), request(p.inbound, { path: '/2' })];
-    await waitFor(() => (app.requests.length === 2 ? true : undefined), 'two at the app');
+    await waitFor(() => app.requests.length === 2, { what: 'two at the app' });
     const r = await request(p.inbound, { path: '/3' });
     assert.equal(r.status, 503);
     assert.equal(r.headers['x-outrigger-error'], 'overflow');

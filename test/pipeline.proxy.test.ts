@@ -6,7 +6,9 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { closedPort, echo, request, startRawServer, startUpstream } from './helpers/servers.js';
 import { startProxy } from './helpers/proxy.js';
-import { metrics, metricValue, waitFor } from './resilience.helpers.js';
+import { cluster, config, loopback, route, service } from './helpers/config.js';
+import { metrics, metricValue } from './resilience.helpers.js';
+import { waitFor } from './helpers/wait.js';
 
 /** Opens `CONNECT authority` on `port`; resolves with the status and the socket once the head is in. */
 function connectVia(port: number, authority: string): Promise<{ status: number; head: string; socket: net.Socket }> {
@@ -27,10 +29,7 @@ function connectVia(port: number, authority: string): Promise<{ status: number; 
 }
 
 test('a request whose target is the proxy itself is refused at once with 508 loop_detected', async () => {
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound: { listen: 127.0.0.1:0, unknownHosts: passthrough, timeout: 30s }
-`);
+  const p = await startProxy(config({ outbound: { unknownHosts: 'passthrough', timeout: '30s' } }));
   try {
     const self = `127.0.0.1:${p.outbound}`;
     // curl 127.0.0.1:15001/ (Host is the proxy), an HTTP_PROXY client's absolute-form, the admin port
@@ -62,18 +61,13 @@ test('a loop through other listeners is caught by the via entry; the upstream se
   const inPort = await closedPort();
   const outPort = await closedPort();
   // outbound routes `loop` to our own inbound, whose app is our own outbound: a cycle
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-inbound: { listen: 127.0.0.1:${inPort}, app: 127.0.0.1:${outPort} }
-outbound:
-  listen: 127.0.0.1:${outPort}
-  routes:
-    - { name: loop, match: { host: loop }, cluster: me }
-    - { name: app, match: { host: app }, cluster: app }
-clusters:
-  me: { endpoints: ["127.0.0.1:${inPort}"] }
-  app: { endpoints: ["127.0.0.1:${app.port}"] }
-`);
+  const p = await startProxy(
+    config(
+      { inbound: { listen: loopback(inPort), app: outPort }, outbound: { listen: loopback(outPort) } },
+      { routes: [route('loop', { cluster: 'me' })], clusters: { me: cluster(inPort) } },
+      service('app', app.port),
+    ),
+  );
   try {
     const r = await request(p.outbound, { headers: { host: 'loop' } });
     assert.equal(r.status, 508);
@@ -94,10 +88,7 @@ clusters:
 
 test('CONNECT tunnels count against maxConcurrent and are refused 503 overflow beyond it', async () => {
   const tcp = await startRawServer((s) => s.pipe(s));
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound: { listen: 127.0.0.1:0, maxConcurrent: 1 }
-`);
+  const p = await startProxy(config({ outbound: { maxConcurrent: 1 } }));
   try {
     const first = await connectVia(p.outbound, `127.0.0.1:${tcp.port}`);
     assert.equal(first.status, 200);
@@ -111,7 +102,7 @@ outbound: { listen: 127.0.0.1:0, maxConcurrent: 1 }
     const closed = once(first.socket, 'close');
     first.socket.end();
     await closed;
-    await waitFor(() => p.access().find((l) => l['tunnel'] === 'connect' && l['status'] === 200), 'the tunnel reported');
+    await waitFor(() => p.access().find((l) => l['tunnel'] === 'connect' && l['status'] === 200), { what: 'the tunnel reported' });
     const third = await connectVia(p.outbound, `127.0.0.1:${tcp.port}`);
     assert.equal(third.status, 200, 'the closed tunnel gave its slot back');
     third.socket.destroy();
@@ -124,14 +115,7 @@ outbound: { listen: 127.0.0.1:0, maxConcurrent: 1 }
 
 test('a CONNECT whose cluster refuses the connection counts upstream_connect_failure, as a plain request does', async () => {
   const dead = await closedPort();
-  const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: db, match: { host: db, port: 5432 }, cluster: db } ]
-clusters:
-  db: { endpoints: ["127.0.0.1:${dead}"] }
-`);
+  const p = await startProxy(config(service('db', dead, {}, { match: { host: 'db', port: 5432 } })));
   try {
     const c = await connectVia(p.outbound, 'db:5432');
     assert.equal(c.status, 502);
@@ -141,7 +125,7 @@ clusters:
     // the first try and its retry (once, as for plain requests), under the exchange's label
     assert.equal(metricValue(text, 'outrigger_upstream_errors_total', { cluster: 'db', reason: 'upstream_connect_failure' }), 2);
     assert.equal(metricValue(text, 'outrigger_upstream_errors_total', { cluster: 'db', reason: 'connect_failure' }), 0);
-    const line = await waitFor(() => p.access().find((l) => l['tunnel'] === 'connect'), 'the tunnel line');
+    const line = await waitFor(() => p.access().find((l) => l['tunnel'] === 'connect'), { what: 'the tunnel line' });
     assert.equal(line['attempts'], 2);
     assert.equal(line['error'], 'upstream_connect_failure');
   } finally {

@@ -5,16 +5,8 @@ import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 import { closedPort, rawExchange, request, startRawServer, startUpstream, type Upstream } from './helpers/servers.js';
 import { startProxy, type TestProxy } from './helpers/proxy.js';
-
-async function waitFor<T>(f: () => T | undefined, ms = 5000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error('waitFor timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { config, service } from './helpers/config.js';
+import { waitFor } from './helpers/wait.js';
 
 let app: Upstream;
 let svc: Upstream;
@@ -110,10 +102,7 @@ test('hop-by-hop headers and those named in Connection are not forwarded, either
     res.writeHead(200, { connection: 'x-up-hop', 'x-up-hop': '1', 'keep-alive': 'timeout=5', 'x-kept': 'yes', 'content-length': '2' });
     res.end('ok');
   });
-  const q = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-inbound: { listen: 127.0.0.1:0, app: 127.0.0.1:${up.port} }
-`);
+  const q = await startProxy(config({ inbound: up.port }));
   try {
     const r = await rawExchange(
       q.inbound,
@@ -172,10 +161,7 @@ test('passthrough forwards unknown hosts as given', async () => {
 });
 
 test('unknownHosts: reject answers 404 no_route', async () => {
-  const q = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound: { listen: 127.0.0.1:0, unknownHosts: reject }
-`);
+  const q = await startProxy(config({ outbound: { unknownHosts: 'reject' } }));
   try {
     const r = await request(q.outbound, { headers: { host: 'nowhere' } });
     assert.equal(r.status, 404);
@@ -210,13 +196,7 @@ test('connect failure is retried once, then 502 upstream_connect_failure', async
 
 test('route timeout answers 504 upstream_timeout', async () => {
   const slow = await startUpstream(() => undefined); // never answers
-  const q = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: slow, match: { host: slow }, cluster: slow, timeout: 200ms } ]
-clusters: { slow: { endpoints: ["127.0.0.1:${slow.port}"] } }
-`);
+  const q = await startProxy(config(service('slow', slow.port, {}, { timeout: '200ms' })));
   try {
     const r = await request(q.outbound, { headers: { host: 'slow' } });
     assert.equal(r.status, 504);
@@ -238,10 +218,7 @@ test('bodies stream intact both ways (8 MiB up, 8 MiB down)', async () => {
       res.end(big);
     }
   });
-  const q = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-inbound: { listen: 127.0.0.1:0, app: 127.0.0.1:${up.port} }
-`);
+  const q = await startProxy(config({ inbound: up.port }));
   try {
     const put = await request(q.inbound, { method: 'POST', body: big });
     assert.equal(put.body.toString(), digest);
@@ -266,10 +243,7 @@ test('HEAD, 204 and 304 carry no body', async () => {
       res.end(req.method === 'HEAD' ? undefined : 'hello');
     }
   });
-  const q = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-inbound: { listen: 127.0.0.1:0, app: 127.0.0.1:${up.port} }
-`);
+  const q = await startProxy(config({ inbound: up.port }));
   try {
     const r = await rawExchange(
       q.inbound,
@@ -303,17 +277,7 @@ test('an upstream cut off mid-body reaches the client as a cut-off', async () =>
       setTimeout(() => s.destroy(), 50);
     });
   });
-  const q = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes:
-    - { name: cl, match: { host: cl }, cluster: cl }
-    - { name: ch, match: { host: ch }, cluster: ch }
-clusters:
-  cl: { endpoints: ["127.0.0.1:${raw.port}"] }
-  ch: { endpoints: ["127.0.0.1:${rawChunked.port}"] }
-`);
+  const q = await startProxy(config(service('cl', raw.port), service('ch', rawChunked.port)));
   try {
     for (const host of ['cl', 'ch']) {
       const outcome = await new Promise<string>((resolve) => {
@@ -345,10 +309,7 @@ test('a client that aborts aborts the upstream request', async () => {
     },
     { readBody: false },
   );
-  const q = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-inbound: { listen: 127.0.0.1:0, app: 127.0.0.1:${up.port} }
-`);
+  const q = await startProxy(config({ inbound: up.port }));
   try {
     await new Promise<void>((resolve) => {
       const req = http.get({ port: q.inbound, host: '127.0.0.1', agent: false }, (res) => {
@@ -447,13 +408,10 @@ test('outrigger_active_requests counts requests in flight', async () => {
   const up = await startUpstream((_req, res) => {
     void held.then(() => res.end('done'));
   });
-  const q = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-inbound: { listen: 127.0.0.1:0, app: 127.0.0.1:${up.port} }
-`);
+  const q = await startProxy(config({ inbound: up.port }));
   try {
     const pending = request(q.inbound);
-    await waitFor(() => (up.requests.length > 0 ? true : undefined));
+    await waitFor(() => up.requests.length > 0);
     let m = (await request(q.admin, { path: '/metrics' })).body.toString();
     assert.match(m, /^outrigger_active_requests\{direction="inbound"\} 1$/m);
     release();

@@ -13,6 +13,7 @@ import { Writable } from 'node:stream';
 import { Proxy } from '../src/proxy.js';
 import { request, startUpstream, type Upstream } from './helpers/servers.js';
 import { tempDir } from './helpers/proxy.js';
+import { waitFor } from './helpers/wait.js';
 
 interface Running {
   proxy: Proxy;
@@ -47,16 +48,6 @@ function named(name: string, delay?: Promise<void>): Promise<Upstream> {
     if (delay === undefined) send();
     else void delay.then(send);
   });
-}
-
-async function waitFor<T>(f: () => Promise<T | undefined> | T | undefined, what: string, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 async function metric(admin: number, name: string, labels = ''): Promise<number | null> {
@@ -121,7 +112,7 @@ test('a ConfigMap update (the kubelet ..data symlink dance) takes effect through
   const seen = await waitFor(async () => {
     const r = body(await request(p.outbound, { headers: { host: 'svc' } }));
     return r.name === 'b' ? r : undefined;
-  }, 'the new config to take effect');
+  }, { what: 'the new config to take effect' });
   assert.deepEqual(seen, { name: 'b', gen: 'v2' });
   assert.equal(await metric(p.admin, 'outrigger_config_reloads_total', '{result="success"}'), 2);
   assert.equal(await metric(p.admin, 'outrigger_config_last_reload_successful'), 1);
@@ -186,7 +177,7 @@ test('reloads under continuous keep-alive load: no failed request, no dropped co
   // Reload every 150 ms for ~3 s: the route's header changes every time, the "extra" cluster comes
   // and goes (created, then removed and retired), svc and the app stay as they are.
   const connectionsBefore = { svc: 0, app: 0 };
-  await waitFor(() => (ok >= 20 ? true : undefined), 'warm-up traffic');
+  await waitFor(() => ok >= 20, { what: 'warm-up traffic' });
   connectionsBefore.svc = svc.connections;
   connectionsBefore.app = app.connections;
   let reloads = 0;
@@ -197,7 +188,7 @@ test('reloads under continuous keep-alive load: no failed request, no dropped co
     await new Promise((r) => setTimeout(r, 150));
   }
   const during = ok;
-  await waitFor(() => (ok >= during + 10 ? true : undefined), 'traffic after the last reload');
+  await waitFor(() => ok >= during + 10, { what: 'traffic after the last reload' });
   stop = true;
   const socketSets = await Promise.all(clients);
 
@@ -262,7 +253,7 @@ test('a removed cluster finishes its in-flight request, then closes its connecti
   });
   const upstreamSocketClosed = new Promise<void>((resolve) => slow.server.on('connection', (s) => s.on('close', () => resolve())));
   const inFlight = request(p.outbound, { headers: { host: 'extra-svc' } });
-  await waitFor(() => (slow.requests.length === 1 ? true : undefined), 'the slow request to arrive');
+  await waitFor(() => slow.requests.length === 1, { what: 'the slow request to arrive' });
 
   fs.writeFileSync(file, config({ svc: svc.port, extra: null }));
   assert.equal(await p.proxy.reload('test'), true);
@@ -428,7 +419,7 @@ test('a certificate file the config names is watched: new content rebuilds the c
   // A rotated CA bundle: same path, new bytes, written by rename as cert-manager/kubelet do.
   fs.copyFileSync(pki.otherCa, `${ca}.tmp`);
   fs.renameSync(`${ca}.tmp`, ca);
-  const line = await waitFor(() => p.logs.find((l) => l['msg'] === 'config reloaded'), 'the reload on the CA change');
+  const line = await waitFor(() => p.logs.find((l) => l['msg'] === 'config reloaded'), { what: 'the reload on the CA change' });
   assert.equal(line['reason'], 'file changed');
   assert.deepEqual(line['created'], ['secure'], 'only the cluster using the file is rebuilt');
   assert.equal((await request(p.outbound, { headers: { host: 'svc' } })).status, 200);

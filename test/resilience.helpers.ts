@@ -1,20 +1,10 @@
 /**
  * Shared pieces of the resilience, overflow and health tests that run through a real proxy:
- * fault-injecting upstreams, a metric reader for the admin `/metrics` text, and a poll-until.
+ * fault-injecting upstreams and a metric reader for the admin `/metrics` text (the poll-until is
+ * helpers/wait.ts).
  */
 import http from 'node:http';
 import { request, startRawServer, startUpstream, type Upstream } from './helpers/servers.js';
-
-/** Polls `f` until it returns something other than undefined (no timing assertion: only a cap). */
-export async function waitFor<T>(f: () => T | undefined | Promise<T | undefined>, what = 'condition', ms = 8000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`waitFor timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 15));
-  }
-}
 
 /** Sum of the samples of `name` whose labels include every pair of `labels`. */
 export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {

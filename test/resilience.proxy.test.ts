@@ -8,7 +8,9 @@ import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 import { closedPort, request, startUpstream, type Upstream } from './helpers/servers.js';
 import { startProxy, type TestProxy } from './helpers/proxy.js';
-import { clusters, faultServer, fetchOutcome, metrics, metricValue, resetAfter, statusUpstream, waitFor } from './resilience.helpers.js';
+import { config, route, service, type ConfigParts } from './helpers/config.js';
+import { clusters, faultServer, fetchOutcome, metrics, metricValue, resetAfter, statusUpstream } from './resilience.helpers.js';
+import { waitFor } from './helpers/wait.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -89,7 +91,7 @@ clusters:
   async function send(host: string, opts: { method?: string; body?: Buffer } = {}) {
     const path = `/r${++seq}`;
     const r = await request(p.outbound, { path, headers: { host }, ...(opts.method === undefined ? {} : { method: opts.method }), ...(opts.body === undefined ? {} : { body: opts.body }) });
-    const line = await waitFor(() => p.access().find((l) => l['path'] === path), `access line for ${path}`);
+    const line = await waitFor(() => p.access().find((l) => l['path'] === path), { what: `access line for ${path}` });
     return { r, line };
   }
 
@@ -238,15 +240,11 @@ clusters:
 describe('retry budget', () => {
   test('a storm against an always-failing upstream stays within (1 + ratio) × requests + minPerSecond × seconds', async () => {
     const failing = await statusUpstream(() => 503);
-    const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes:
-    - { name: storm, match: { host: storm }, cluster: storm, retries: { attempts: 3, on: [5xx], backoff: { base: 1ms, max: 2ms } } }
-clusters:
-  storm: { endpoints: ["127.0.0.1:${failing.port}"], retryBudget: { ratio: 0.2, minPerSecond: 5 } }
-`);
+    const p = await startProxy(
+      config(
+        service('storm', failing.port, { retryBudget: { ratio: 0.2, minPerSecond: 5 } }, { retries: { attempts: 3, on: ['5xx'], backoff: { base: '1ms', max: '2ms' } } }),
+      ),
+    );
     const agent = new http.Agent({ keepAlive: true, maxSockets: 20 });
     try {
       const N = 300;
@@ -274,7 +272,7 @@ clusters:
       assert.equal((await clusters(p.admin))['storm']?.retryBudget.refused, refused);
       const warns = p.logs.filter((l) => l['msg'] === 'retry budget exhausted: retries refused');
       assert.equal(warns.length, 1, 'one warning for the episode, not one per refusal');
-      await waitFor(() => p.logs.find((l) => l['msg'] === 'retry budget no longer exhausted'), 'episode end');
+      await waitFor(() => p.logs.find((l) => l['msg'] === 'retry budget no longer exhausted'), { what: 'episode end' });
     } finally {
       agent.destroy();
       await p.close();
@@ -284,18 +282,9 @@ clusters:
 });
 
 describe('circuit breaker through the proxy', () => {
-  const breakerYaml = (port: number, extraRoute = '') => `
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes:
-    - { name: b, match: { host: b }, cluster: b }
-${extraRoute}
-clusters:
-  b:
-    endpoints: ["127.0.0.1:${port}"]
-    circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4, window: 10s, resetTimeout: 1s }
-`;
+  /** The service `b` behind a breaker that opens at 50 % of 4 requests, plus `more` parts. */
+  const breakerYaml = (port: number, resetTimeout = '1s', ...more: ConfigParts[]) =>
+    config(service('b', port, { circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4, window: '10s', resetTimeout } }), ...more);
 
   test('opens on failures, fails fast without touching the upstream, one probe closes it; gauge and warnings follow', async () => {
     let status = 500;
@@ -314,7 +303,7 @@ clusters:
       assert.equal((await clusters(p.admin))['b']?.circuitBreaker, 'open');
       // after resetTimeout: half-open, and the probe decides
       status = 200;
-      await waitFor(async () => (metricValue(await metrics(p.admin), 'outrigger_circuit_breaker_state', { cluster: 'b' }) === 1 ? true : undefined), 'half-open');
+      await waitFor(async () => metricValue(await metrics(p.admin), 'outrigger_circuit_breaker_state', { cluster: 'b' }) === 1, { what: 'half-open' });
       assert.equal((await request(p.outbound, { headers: { host: 'b' } })).status, 200);
       text = await metrics(p.admin);
       assert.equal(metricValue(text, 'outrigger_circuit_breaker_state', { cluster: 'b' }), 0);
@@ -337,14 +326,14 @@ clusters:
     try {
       for (let i = 0; i < 4; i++) await request(p.outbound, { headers: { host: 'b' } });
       assert.equal((await request(p.outbound, { headers: { host: 'b' } })).headers['x-outrigger-error'], 'circuit_open');
-      await waitFor(async () => ((await clusters(p.admin))['b']?.circuitBreaker === 'half-open' ? true : undefined), 'half-open');
+      await waitFor(async () => (await clusters(p.admin))['b']?.circuitBreaker === 'half-open', { what: 'half-open' });
       const before = fail.requests.length;
       assert.equal((await request(p.outbound, { headers: { host: 'b' } })).status, 502, 'the probe reached the upstream and failed');
       assert.equal(fail.requests.length, before + 1);
       assert.equal((await clusters(p.admin))['b']?.circuitBreaker, 'open');
       assert.equal((await request(p.outbound, { headers: { host: 'b' } })).headers['x-outrigger-error'], 'circuit_open');
       failing = false;
-      await waitFor(async () => ((await clusters(p.admin))['b']?.circuitBreaker === 'half-open' ? true : undefined), 'half-open again');
+      await waitFor(async () => (await clusters(p.admin))['b']?.circuitBreaker === 'half-open', { what: 'half-open again' });
       assert.equal((await request(p.outbound, { headers: { host: 'b' } })).status, 200);
       assert.equal((await clusters(p.admin))['b']?.circuitBreaker, 'closed');
       // one warning each way for the whole outage, however many probe cycles it had
@@ -373,19 +362,13 @@ clusters:
     const rst = await faultServer((s) => s.resetAndDestroy());
     const hang = await startUpstream(() => undefined, { readBody: false });
     const dead = await closedPort();
-    const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes:
-    - { name: r, match: { host: r }, cluster: r }
-    - { name: t, match: { host: t }, cluster: t, timeout: 50ms }
-    - { name: d, match: { host: d }, cluster: d }
-clusters:
-  r: { endpoints: ["${rst.address}"], circuitBreaker: { volumeThreshold: 3, resetTimeout: 1m } }
-  t: { endpoints: ["127.0.0.1:${hang.port}"], circuitBreaker: { volumeThreshold: 3, resetTimeout: 1m } }
-  d: { endpoints: ["127.0.0.1:${dead}"], circuitBreaker: { volumeThreshold: 3, resetTimeout: 1m } }
-`);
+    const p = await startProxy(
+      config(
+        service('r', rst.address, { circuitBreaker: { volumeThreshold: 3, resetTimeout: '1m' } }),
+        service('t', hang.port, { circuitBreaker: { volumeThreshold: 3, resetTimeout: '1m' } }, { timeout: '50ms' }),
+        service('d', dead, { circuitBreaker: { volumeThreshold: 3, resetTimeout: '1m' } }),
+      ),
+    );
     try {
       for (const [host, reason] of [['r', 'upstream_reset'], ['t', 'upstream_timeout'], ['d', 'upstream_connect_failure']] as const) {
         const seen: string[] = [];
@@ -405,15 +388,11 @@ clusters:
 
   test('a retry refused by the circuit that just opened answers with the failure it was retrying', async () => {
     const rst = await faultServer((s) => s.resetAndDestroy());
-    const p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes:
-    - { name: r, match: { host: r }, cluster: r, retries: { attempts: 2, on: [reset], backoff: { base: 1ms, max: 2ms } } }
-clusters:
-  r: { endpoints: ["${rst.address}"], circuitBreaker: { volumeThreshold: 1, resetTimeout: 1m } }
-`);
+    const p = await startProxy(
+      config(
+        service('r', rst.address, { circuitBreaker: { volumeThreshold: 1, resetTimeout: '1m' } }, { retries: { attempts: 2, on: ['reset'], backoff: { base: '1ms', max: '2ms' } } }),
+      ),
+    );
     try {
       // the first try's reset opens the circuit (1 of 1 failed); its retry is refused
       const r = await request(p.outbound, { path: '/x', headers: { host: 'r' } });
@@ -435,17 +414,17 @@ clusters:
 
   test('survives a reload that leaves the cluster alone; a changed cluster starts closed', async () => {
     const up = await statusUpstream(() => 503);
-    const p = await startProxy(breakerYaml(up.port).replace('resetTimeout: 1s', 'resetTimeout: 1m'));
+    const p = await startProxy(breakerYaml(up.port, '1m'));
     try {
       for (let i = 0; i < 4; i++) await request(p.outbound, { headers: { host: 'b' } });
       assert.equal((await request(p.outbound, { headers: { host: 'b' } })).headers['x-outrigger-error'], 'circuit_open');
-      p.write(breakerYaml(up.port, '    - { name: other, match: { host: other }, cluster: b }').replace('resetTimeout: 1s', 'resetTimeout: 1m'));
+      p.write(breakerYaml(up.port, '1m', { routes: [route('other', { cluster: 'b' })] }));
       assert.equal(await p.proxy.reload('test'), true);
       assert.equal((await request(p.outbound, { headers: { host: 'other' } })).headers['x-outrigger-error'], 'circuit_open');
       assert.equal(metricValue(await metrics(p.admin), 'outrigger_circuit_breaker_state', { cluster: 'b' }), 2);
       // changing the cluster builds a new one (and a new breaker); its gauge is not removed by
       // the old cluster retiring
-      p.write(breakerYaml(up.port).replace('resetTimeout: 1s', 'resetTimeout: 2m'));
+      p.write(breakerYaml(up.port, '2m'));
       assert.equal(await p.proxy.reload('test'), true);
       const fresh = await request(p.outbound, { headers: { host: 'b' } });
       assert.equal(fresh.status, 503);

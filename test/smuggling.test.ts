@@ -12,6 +12,7 @@ import { once } from 'node:events';
 import { REQUEST_VECTORS, RESPONSE_VECTORS, VECTOR_LIMITS, type Vector } from './smuggling.vectors.js';
 import { startRawServer } from './helpers/servers.js';
 import { startProxy, type TestProxy } from './helpers/proxy.js';
+import { cluster, config, service } from './helpers/config.js';
 
 /** A strict node:http upstream that also keeps every byte it was sent. */
 interface Recorder {
@@ -108,24 +109,14 @@ let p: TestProxy;
 
 before(async () => {
   rec = await startRecorder();
-  const limits = `limits: { maxHeaders: ${VECTOR_LIMITS.maxHeaders}, maxUrlLength: ${VECTOR_LIMITS.maxUrlLength} }`;
-  p = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-inbound:
-  listen: 127.0.0.1:0
-  app: 127.0.0.1:${rec.port}
-  ${limits}
-outbound:
-  listen: 127.0.0.1:0
-  unknownHosts: reject
-  ${limits}
-  routes:
-    - name: any
-      match: { path: { prefix: / } }
-      cluster: rec
-clusters:
-  rec: { endpoints: ["127.0.0.1:${rec.port}"] }
-`, { logLevel: 'warn' });
+  const limits = { maxHeaders: VECTOR_LIMITS.maxHeaders, maxUrlLength: VECTOR_LIMITS.maxUrlLength };
+  p = await startProxy(
+    config(
+      { inbound: { app: rec.port, limits }, outbound: { unknownHosts: 'reject', limits } },
+      { routes: [{ name: 'any', match: { path: { prefix: '/' } }, cluster: 'rec' }], clusters: { rec: cluster(rec.port) } },
+    ),
+    { logLevel: 'warn' },
+  );
 });
 
 after(async () => {
@@ -231,13 +222,7 @@ test('a well-formed pipelined pair is forwarded as exactly two requests', async 
 });
 
 test('headersTimeout: a head that never completes gets 408 and a closed connection, nothing upstream', async () => {
-  const q = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-inbound:
-  listen: 127.0.0.1:0
-  app: 127.0.0.1:${rec.port}
-  limits: { headersTimeout: 300ms }
-`, { logLevel: 'warn' });
+  const q = await startProxy(config({ inbound: { app: rec.port, limits: { headersTimeout: '300ms' } } }), { logLevel: 'warn' });
   try {
     const before = rec.completed.length;
     const r = await sendRaw(q.inbound, 'GET / HTTP/1.1\r\nHost: svc\r\nX-Slow: ', 5000);
@@ -250,15 +235,14 @@ inbound:
 });
 
 test('maxConnections: a connection over the cap is closed without being served', async () => {
-  const q = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  limits: { maxConnections: 2 }
-  routes: [ { name: any, match: { path: { prefix: / } }, cluster: rec } ]
-clusters:
-  rec: { endpoints: ["127.0.0.1:${rec.port}"] }
-`, { logLevel: 'warn' });
+  const q = await startProxy(
+    config({
+      outbound: { limits: { maxConnections: 2 } },
+      routes: [{ name: 'any', match: { path: { prefix: '/' } }, cluster: 'rec' }],
+      clusters: { rec: cluster(rec.port) },
+    }),
+    { logLevel: 'warn' },
+  );
   const held: net.Socket[] = [];
   try {
     for (let i = 0; i < 2; i++) {
@@ -317,14 +301,7 @@ describe('response vectors from a raw upstream', () => {
           }
         });
       });
-      const q = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes: [ { name: raw, match: { host: raw }, cluster: raw, retries: { attempts: 0 } } ]
-clusters:
-  raw: { endpoints: ["127.0.0.1:${raw.port}"] }
-`, { logLevel: 'warn' });
+      const q = await startProxy(config(service('raw', raw.port, {}, { retries: { attempts: 0 } })), { logLevel: 'warn' });
       try {
         const r = await sendRaw(q.outbound, 'GET /r HTTP/1.1\r\nHost: raw\r\n\r\n', 3000, false);
         if (v.expect === 'ok') {

@@ -15,6 +15,7 @@ import { request as plainRequest, startUpstream, type Upstream } from './helpers
 import net from 'node:net';
 import { once } from 'node:events';
 import { startProxy, tempDir, type TestProxy } from './helpers/proxy.js';
+import { waitFor } from './helpers/wait.js';
 
 const NS = 'spiffe://cluster.local/ns/shop/sa';
 type Cert = { cert: string; key: string };
@@ -78,13 +79,8 @@ function call(client: Cert, agent: https.Agent | false, pathname = '/x'): Promis
   });
 }
 
-async function until(what: string, f: () => Promise<boolean>, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await f())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** Rotation waits: the file watcher's debounce plus new handshakes can take a few seconds. */
+const ROTATION = { timeoutMs: 15_000, intervalMs: 50 } as const;
 
 before(async () => {
   dir = tempDir('outrigger-rotate-');
@@ -178,13 +174,13 @@ test('cert and key rotation under load: new handshakes get the new cert, open co
   };
   const workers = [worker(false), worker(false), worker(shared), worker(shared)];
   try {
-    await until('load to start', async () => ok >= 20);
+    await waitFor(() => ok >= 20, { what: 'load to start', ...ROTATION });
     replace(live.key, serverB.key);
     replace(live.cert, serverB.cert);
     // new handshakes present B within seconds
-    await until('a fresh handshake with the new certificate', async () => seen.has(serialB));
+    await waitFor(() => seen.has(serialB), { what: 'a fresh handshake with the new certificate', ...ROTATION });
     const atSwitch = ok;
-    await until('more traffic after the switch', async () => ok >= atSwitch + 20);
+    await waitFor(() => ok >= atSwitch + 20, { what: 'more traffic after the switch', ...ROTATION });
     // the connection opened before the rotation is still served, on its old certificate
     const again = await call(web, held);
     assert.equal(again.status, 200);
@@ -206,13 +202,13 @@ test('cert and key rotation under load: new handshakes get the new cert, open co
 test('CA rotation: a client of the new CA is refused until the bundle includes it, then accepted', async () => {
   await assert.rejects(call(foreign, false));
   replace(live.ca, Buffer.concat([readFileSync(pki.ca), readFileSync(pki.otherCa)]));
-  await until('the new CA bundle', async () => {
+  await waitFor(async () => {
     try {
       return (await call(foreign, false)).status === 200;
     } catch {
       return false;
     }
-  });
+  }, { what: 'the new CA bundle', ...ROTATION });
   // the old CA's clients still pass
   assert.equal((await call(web, false)).status, 200);
 });
@@ -237,13 +233,13 @@ test('outbound client certificate rotation under load: the cluster gets a new po
   };
   const workers = [worker(), worker(), worker()];
   try {
-    await until('load to start', async () => ok >= 20);
+    await waitFor(() => ok >= 20, { what: 'load to start', ...ROTATION });
     assert.equal(upstreamSaw.includes(serialA), true);
     replace(live.sideKey, sideB.key);
     replace(live.sideCert, sideB.cert);
-    await until('the upstream to see the new client certificate', async () => upstreamSaw.includes(serialB));
+    await waitFor(() => upstreamSaw.includes(serialB), { what: 'the upstream to see the new client certificate', ...ROTATION });
     const atSwitch = ok;
-    await until('more traffic after the switch', async () => ok >= atSwitch + 20);
+    await waitFor(() => ok >= atSwitch + 20, { what: 'more traffic after the switch', ...ROTATION });
   } finally {
     stop = true;
     await Promise.all(workers);
@@ -289,7 +285,7 @@ test('a TLS session from before a CA is removed cannot be resumed to get past it
   assert.equal(resumed.reused, true, 'sessions do resume while the CA is trusted');
   // remove the foreign CA again
   replace(live.ca, pki.ca);
-  await until('the foreign CA to be dropped', async () => (await rawCall(foreign)).status !== 200);
+  await waitFor(async () => (await rawCall(foreign)).status !== 200, { what: 'the foreign CA to be dropped', ...ROTATION });
   const after = await rawCall(foreign, first.session);
   assert.notEqual(after.status, 200, 'the old session must not let the foreign client back in');
 });

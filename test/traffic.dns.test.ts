@@ -8,7 +8,8 @@ import http from 'node:http';
 import { request } from './helpers/servers.js';
 import { startProxy, type TestProxy } from './helpers/proxy.js';
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
-import { startTagged, tally, waitFor, type Tagged } from './helpers/tagged.js';
+import { startTagged, tally, type Tagged } from './helpers/tagged.js';
+import { waitFor } from './helpers/wait.js';
 
 let one: Tagged, two: Tagged, three: Tagged, six: Tagged;
 let dns: DnsServer;

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { request } from './helpers/servers.js';
 import { startProxy, type TestProxy } from './helpers/proxy.js';
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
-import { startTagged, tally, waitFor, type Tagged } from './helpers/tagged.js';
+import { startTagged, tally, type Tagged } from './helpers/tagged.js';
+import { waitFor } from './helpers/wait.js';
 
 let a: Tagged, b: Tagged, c: Tagged, sick: Tagged, failing: Tagged;
 let dns: DnsServer;

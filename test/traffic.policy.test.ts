@@ -7,7 +7,8 @@ import http from 'node:http';
 import { randomBytes, createHash } from 'node:crypto';
 import { closedPort, request, startRawServer, startUpstream, type Upstream } from './helpers/servers.js';
 import { startProxy, type TestProxy } from './helpers/proxy.js';
-import { startTagged, tally, waitFor, type Tagged } from './helpers/tagged.js';
+import { startTagged, tally, type Tagged } from './helpers/tagged.js';
+import { waitFor } from './helpers/wait.js';
 
 let primary: Upstream;
 let shadow: Upstream;

@@ -8,16 +8,8 @@ import { once } from 'node:events';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { closedPort, request, startRawServer } from './helpers/servers.js';
 import { startProxy, type TestProxy } from './helpers/proxy.js';
-
-async function waitFor<T>(f: () => T | undefined | false, ms = 8000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error('waitFor timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { config, service } from './helpers/config.js';
+import { waitFor } from './helpers/wait.js';
 
 interface WsEcho {
   port: number;
@@ -188,19 +180,9 @@ clusters:
   dead: { endpoints: ["127.0.0.1:${deadPort}"] }
   tcp: { endpoints: ["127.0.0.1:${tcpEcho.port}"] }
 `);
-  strict = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  unknownHosts: reject
-  limits: { idleTimeout: 300ms }
-  routes:
-    - name: chat
-      match: { host: chat-svc }
-      cluster: chat
-clusters:
-  chat: { endpoints: ["127.0.0.1:${wsRouted.port}"] }
-`);
+  strict = await startProxy(
+    config({ outbound: { unknownHosts: 'reject', limits: { idleTimeout: '300ms' } } }, service('chat', wsRouted.port, {}, { match: { host: 'chat-svc' } })),
+  );
 });
 
 after(async () => {
@@ -416,15 +398,7 @@ test('tunnels are logged once when they close, with bytes both ways, and counted
 });
 
 test('a drain closes open tunnels (upgrade and CONNECT) at its deadline', async () => {
-  const q = await startProxy(`
-admin: { listen: 127.0.0.1:0 }
-outbound:
-  listen: 127.0.0.1:0
-  routes:
-    - { name: chat, match: { host: chat-svc }, cluster: chat }
-clusters:
-  chat: { endpoints: ["127.0.0.1:${wsRouted.port}"] }
-`);
+  const q = await startProxy(config(service('chat', wsRouted.port, {}, { match: { host: 'chat-svc' } })));
   const ws = await openWs(q.outbound, '/', { host: 'chat-svc' });
   const c = await connectVia(q.outbound, `127.0.0.1:${tcpEcho.port}`);
   assert.equal(c.status, 200);

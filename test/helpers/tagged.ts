@@ -1,7 +1,7 @@
 /**
  * Upstreams that answer with their own name, on a chosen loopback address and port (several
  * 127.0.0.x / ::1 servers share one port, as the endpoints of one DNS cluster do), plus the
- * small polling and counting helpers the traffic tests share.
+ * counting helper the traffic tests share.
  */
 import http from 'node:http';
 import type net from 'node:net';
@@ -68,17 +68,6 @@ export async function startTagged(name: string, host = '127.0.0.1', port = 0): P
   await once(t.server, 'listening');
   t.port = (t.server.address() as net.AddressInfo).port;
   return t;
-}
-
-/** Polls `f` every 20 ms until it returns something other than undefined/false (8 s cap). */
-export async function waitFor<T>(f: () => T | undefined | false | Promise<T | undefined | false>, ms = 8000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error('waitFor timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** Counts values. */
