@@ -233,7 +233,7 @@ clusters:
   // threshold 0: the one healthy endpoint (25 %) takes everything
   let p = await startProxy(yaml(0));
   try {
-    await waitFor(async () => ((await clusters(p.admin))['p']!.endpoints.filter((e) => e.healthy).length === 1 ? true : undefined), 'three unhealthy');
+    await waitFor(async () => ((await clusters(p.admin))['p']!.endpoints.filter((e) => e.healthy).length === 1), { what: 'three unhealthy' });
     assert.equal((await clusters(p.admin))['p']!.panic, false);
     const before = served();
     for (let i = 0; i < 8; i++) assert.equal((await request(p.outbound, { headers: { host: 'p' } })).body.toString(), 'a');
@@ -244,7 +244,7 @@ clusters:
   // default 50: 25 % healthy is panic, and the unhealthy endpoints serve too
   p = await startProxy(yaml(50));
   try {
-    await waitFor(async () => ((await clusters(p.admin))['p']!.panic === true ? true : undefined), 'panic');
+    await waitFor(async () => ((await clusters(p.admin))['p']!.panic === true), { what: 'panic' });
     const view = (await clusters(p.admin))['p']!;
     assert.equal(view.endpoints.filter((e) => e.healthy).length, 1);
     assert.equal(metricValue(await metrics(p.admin), 'outrigger_endpoint_healthy', { cluster: 'p', endpoint: `127.0.0.1:${apps[1]!.port}` }), 0, 'the metric still says unhealthy');
@@ -255,7 +255,7 @@ clusters:
     assert.ok(served().every((n, i) => n > before[i]!));
     assert.ok(p.logs.some((l) => l['msg'] === 'panic mode: balancing across every endpoint, healthy or not'));
     failing = false;
-    await waitFor(async () => ((await clusters(p.admin))['p']!.panic === false ? true : undefined), 'panic over');
+    await waitFor(async () => ((await clusters(p.admin))['p']!.panic === false), { what: 'panic over' });
   } finally {
     await p.close();
     await Promise.all(apps.map((a) => a.close()));
