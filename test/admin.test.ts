@@ -1,4 +1,4 @@
-// The admin endpoints (CONTRACT.md "Admin endpoints") on a real proxy: what each path answers,
+// The admin endpoints (docs/operations.md, "Admin API") on a real proxy: what each path answers,
 // methods refused, and that /config never carries secret file contents.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -74,6 +74,22 @@ test('/config after a reload naming TLS files shows their paths, never their con
   assert.equal(text.includes(keyText.split('\n')[1]!), false);
   p.write(yaml);
   assert.equal(await p.proxy.reload('test'), true);
+});
+
+test('/config says when a reloaded admin.listen waits for a restart', async () => {
+  const yaml = fs.readFileSync(p.file, 'utf8');
+  const before = JSON.parse((await request(p.admin, { path: '/config' })).body.toString()) as Record<string, unknown>;
+  assert.equal('restartRequired' in before, false);
+  p.write(yaml.replace(/admin: \{ listen: 127\.0\.0\.1:0 \}|admin:\n  listen: 127\.0\.0\.1:0/, 'admin: { listen: "127.0.0.1:15999" }'));
+  assert.equal(await p.proxy.reload('test'), true);
+  const after = JSON.parse((await request(p.admin, { path: '/config' })).body.toString()) as Record<string, any>;
+  assert.deepEqual(after['admin'], { listen: '127.0.0.1:15999' });
+  assert.deepEqual(after['restartRequired'], [
+    { key: 'admin.listen', configured: '127.0.0.1:15999', running: '127.0.0.1:0', note: 'takes effect on restart' },
+  ]);
+  p.write(yaml);
+  assert.equal(await p.proxy.reload('test'), true);
+  assert.equal('restartRequired' in JSON.parse((await request(p.admin, { path: '/config' })).body.toString()), false);
 });
 
 test('unknown paths are 404; wrong methods are 405', async () => {

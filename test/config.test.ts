@@ -345,7 +345,7 @@ describe('valid fixtures', async () => {
     const r = ok(await loadConfigFile(path.join(ROOT, 'config', 'outrigger.yaml')));
     const c = r.config;
     assert.deepEqual(c.admin.listen, { host: '127.0.0.1', port: 15000 });
-    assert.deepEqual(c.inbound?.listen, { host: '0.0.0.0', port: 15006 });
+    assert.deepEqual(c.inbound?.listen, { host: '127.0.0.1', port: 15006 });
     assert.deepEqual(c.inbound?.app, { host: '127.0.0.1', port: 8080 });
     assert.deepEqual(c.outbound?.listen, { host: '127.0.0.1', port: 15001 });
     assert.equal(c.outbound?.unknownHosts, 'passthrough');

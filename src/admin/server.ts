@@ -6,6 +6,8 @@
 import http from 'node:http';
 import type { Address } from '../config/types.js';
 import { renderConfig } from '../config/render.js';
+import { listenerChanged } from '../config/diff.js';
+import { formatAddress } from '../config/address.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { Runtime } from '../runtime.js';
 import { listenOn } from '../listener/bind.js';
@@ -69,8 +71,18 @@ export class AdminServer {
         const reg = this.state.metrics.registry;
         return send(res, 200, reg.contentType, await reg.metrics());
       }
-      case '/config':
-        return json(res, 200, renderConfig(this.state.runtime().config));
+      case '/config': {
+        const config = this.state.runtime().config;
+        const body = renderConfig(config) as Record<string, unknown>;
+        // The admin socket is bound once: a reloaded admin.listen waits for a restart, and the
+        // answer says so rather than showing an address nobody listens on.
+        if (listenerChanged(this.address, config.admin.listen)) {
+          body['restartRequired'] = [
+            { key: 'admin.listen', configured: formatAddress(config.admin.listen), running: formatAddress(this.address), note: 'takes effect on restart' },
+          ];
+        }
+        return json(res, 200, body);
+      }
       case '/clusters': {
         const rt = this.state.runtime();
         const out: Record<string, unknown> = {};
