@@ -1,24 +1,12 @@
-// Credential headers never reach a log line: the helper and pino's redact paths.
+// Credential headers and key material never reach an operational log line: the logger the proxy
+// runs (telemetry/log.ts) with the one list of redaction paths (security/redact.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import pino from 'pino';
-import { redactHeaders, redactRawHeaders, PINO_REDACT_PATHS, REDACTED, SECRET_HEADERS, isSecretHeader } from '../src/security/redact.js';
+import { createLoggers } from '../src/telemetry/log.js';
+import { REDACTED, SECRET_HEADERS } from '../src/security/redact.js';
 
-test('redactHeaders replaces credential values, keeps the rest, does not mutate', () => {
-  const h = { authorization: 'Bearer x', Cookie: 'a=1', 'set-cookie': ['a=1', 'b=2'], host: 'svc', n: 3, gone: undefined };
-  const r = redactHeaders(h);
-  assert.deepEqual(r, { authorization: REDACTED, Cookie: REDACTED, 'set-cookie': [REDACTED, REDACTED], host: 'svc', n: 3 });
-  assert.equal(h.authorization, 'Bearer x');
-  assert.deepEqual(SECRET_HEADERS, ['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
-  assert.equal(isSecretHeader('Proxy-Authorization'), true);
-});
-
-test('redactRawHeaders', () => {
-  assert.deepEqual(redactRawHeaders(['Host', 'a', 'Authorization', 's3cret']), ['Host', 'a', 'Authorization', REDACTED]);
-});
-
-test('pino with PINO_REDACT_PATHS never prints the secrets', () => {
+function capture(): { sink: Writable; lines: () => string } {
   let out = '';
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -26,13 +14,30 @@ test('pino with PINO_REDACT_PATHS never prints the secrets', () => {
       cb();
     },
   });
-  const log = pino({ redact: { paths: [...PINO_REDACT_PATHS], censor: REDACTED } }, sink);
+  return { sink, lines: () => out };
+}
+
+test('the credential headers are the four that carry credentials', () => {
+  assert.deepEqual([...SECRET_HEADERS].sort(), ['authorization', 'cookie', 'proxy-authorization', 'set-cookie']);
+});
+
+test('the proxy logger censors credential headers at the top level and one level down', () => {
+  const { sink, lines } = capture();
+  const { log } = createLoggers('info', sink as unknown as Parameters<typeof createLoggers>[1]);
   log.info({
     req: { headers: { authorization: 'Bearer s3cret-1', 'proxy-authorization': 'Basic s3cret-2', host: 'svc' } },
     res: { headers: { 'set-cookie': ['sid=s3cret-3'] } },
     headers: { cookie: 's3cret-4' },
   });
+  const out = lines();
   assert.ok(!out.includes('s3cret'), out);
   assert.ok(out.includes('"host":"svc"'));
-  assert.ok(out.includes(REDACTED));
+  assert.ok(out.includes(`"authorization":"${REDACTED}"`), out);
+});
+
+test('the proxy logger censors key material', () => {
+  const { sink, lines } = capture();
+  const { log } = createLoggers('info', sink as unknown as Parameters<typeof createLoggers>[1]);
+  log.warn({ tls: { key: '-----BEGIN PRIVATE KEY----- s3cret', passphrase: 's3cret-p', cert: 'c' }, key: 's3cret-k' }, 'tls');
+  assert.ok(!lines().includes('s3cret'), lines());
 });

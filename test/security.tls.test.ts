@@ -19,6 +19,7 @@ import {
   verifyClientSocket,
   clusterConnectOptions,
   HandshakeFailureLog,
+  handshakeFailureReason,
   TlsMaterialError,
   type TlsMaterial,
 } from '../src/security/tls.js';
@@ -64,9 +65,22 @@ describe('HandshakeFailureLog', () => {
     assert.equal(logged.length, 3);
     assert.deepEqual(logged[2]?.obj, { reason: 'ECONNRESET', count: 3, total: 4 });
     assert.deepEqual(log.counts(), { ECONNRESET: 4, alert_bad_certificate: 1 });
-    const e = Object.assign(new Error('x'), { code: 'ERR_SSL_X' });
-    log.recordError(e, '10.0.0.1:5555');
-    assert.deepEqual(logged[3]?.obj, { reason: 'ERR_SSL_X', count: 1, total: 1, remote: '10.0.0.1:5555' });
+    log.record('protocol', '10.0.0.1:5555');
+    assert.deepEqual(logged[3]?.obj, { reason: 'protocol', count: 1, total: 1, remote: '10.0.0.1:5555' });
+  });
+
+  test('handshakeFailureReason: a bounded label whatever the error', () => {
+    const e = (code: string, message = 'x') => Object.assign(new Error(message), { code });
+    assert.equal(handshakeFailureReason(e('ECONNRESET')), 'reset');
+    assert.equal(handshakeFailureReason(e('ERR_TLS_HANDSHAKE_TIMEOUT')), 'timeout');
+    assert.equal(handshakeFailureReason(e('ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE')), 'no_client_cert');
+    assert.equal(handshakeFailureReason(e('ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED')), 'no_client_cert');
+    assert.equal(handshakeFailureReason(e('ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE')), 'bad_certificate');
+    assert.equal(handshakeFailureReason(e('ERR_SSL_HTTP_REQUEST')), 'protocol');
+    assert.equal(handshakeFailureReason(e('ERR_SSL_WRONG_VERSION_NUMBER')), 'protocol');
+    assert.equal(handshakeFailureReason(e('ERR_SSL_SOMETHING_ELSE', 'a scanner\'s bytes')), 'handshake');
+    // a failed client certificate makes Node reset quietly; the socket still knows why
+    assert.equal(handshakeFailureReason(e('ECONNRESET'), { authorizationError: new Error('expired') } as never), 'bad_certificate');
   });
 });
 

@@ -18,10 +18,7 @@ import type {
   RateLimitConfig,
   RouteConfig,
 } from './types.js';
-
-/** Header names whose configured values are credentials. */
-export const REDACTED_HEADERS: ReadonlySet<string> = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
-export const REDACTED = '[redacted]';
+import { REDACTED, SECRET_HEADERS } from '../security/redact.js';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };
@@ -33,7 +30,7 @@ function put(obj: JsonObject, key: string, value: Json): void {
 
 function headerValues(h: Readonly<Record<string, string>>): JsonObject {
   const out: JsonObject = {};
-  for (const [k, v] of Object.entries(h)) put(out, k, REDACTED_HEADERS.has(k) ? REDACTED : v);
+  for (const [k, v] of Object.entries(h)) put(out, k, SECRET_HEADERS.has(k) ? REDACTED : v);
   return out;
 }
 

@@ -159,8 +159,8 @@ const CR_LF_NUL = /[\r\n\0]/;
 const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '0:0:0:0:0:0:0:0']);
 
 /**
- * How route regexes are compiled: the whole path must match (as Envoy and Istio), no flags.
- * The router must compile with this function so that what validated is what runs.
+ * How route regexes are compiled: anchored, the whole path must match (as Envoy's safe_regex
+ * and Istio), no flags. The router compiles with this function, so what validated is what runs.
  */
 export function compileRouteRegex(source: string): RegExp {
   return new RegExp(`^(?:${source})$`);

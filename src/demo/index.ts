@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parse } from 'yaml';
 import type { Address } from '../config/types.js';
+import { formatAddress } from '../config/address.js';
 import { closeClients, startAssetMgr, startBff, startConsumer } from './apps.js';
 import type { App } from './apps.js';
 import { adminGet, renderSidecar } from './summary.js';
@@ -237,7 +238,7 @@ async function main(argv: string[]): Promise<number> {
     const deadline = Date.now() + 20_000;
     await Promise.all(sidecars.map((s) => waitReady(s, deadline)));
     process.stdout.write(
-      `outrigger demo: ${sidecars.length} sidecars ready (admin ${sidecars.map((s) => `${s.name} ${s.admin.host}:${s.admin.port}`).join(', ')})\n`,
+      `outrigger demo: ${sidecars.length} sidecars ready (admin ${sidecars.map((s) => `${s.name} ${formatAddress(s.admin)}`).join(', ')})\n`,
     );
     const t = new Traffic(by('asset-dashboard-bff').inbound);
     traffic.current = t;

@@ -19,6 +19,7 @@ import type { AccessLog } from '../telemetry/access.js';
 import type { Direction } from '../telemetry/metrics.js';
 import { ConnectionTracker } from './connections.js';
 import { listenOn } from './bind.js';
+import { handshakeFailureReason } from '../security/tls.js';
 
 /** What a listener gets from the proxy: admission's context and the access log. */
 export interface ListenerContext extends AdmissionContext {
@@ -84,7 +85,7 @@ export class Listener implements TunnelListener {
         principals.set(sock, v.principal);
       });
       s.on('tlsClientError', (err: Error & { code?: string }, sock: Socket) => {
-        onTlsError(tlsReason(err, sock as import('node:tls').TLSSocket), sock);
+        onTlsError(handshakeFailureReason(err, sock as import('node:tls').TLSSocket), sock);
       });
       this.server = s;
     }
@@ -159,25 +160,3 @@ export class Listener implements TunnelListener {
 /** Principals of verified inbound TLS sockets. */
 export const principals = new WeakMap<object, string | null>();
 
-/**
- * A `tlsClientError` as a bounded metric label: `no_client_cert` (requireClientCert and the
- * client sent none), `bad_certificate` (untrusted, expired, wrong purpose), `protocol` (plaintext
- * HTTP or an unsupported version on the TLS port), `timeout`, `reset`, else `handshake`. Together
- * with the post-handshake reasons (`ca_leaf`, `multiple_uri_sans`, `untrusted_client_cert`) the
- * label set stays small whatever a scanner sends.
- */
-export function tlsReason(err: Error & { code?: string }, socket?: import('node:tls').TLSSocket): string {
-  // A client certificate that failed verification makes Node destroy the socket quietly; the
-  // error is then a generic ECONNRESET "socket hang up", and only the socket knows why.
-  if (socket?.authorizationError != null) return 'bad_certificate';
-  const c = err.code ?? '';
-  const m = err.message;
-  if (c === 'ECONNRESET') return 'reset';
-  if (c === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'timeout';
-  if (/PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/i.test(c) || /did not return a certificate|certificate required/i.test(m)) {
-    return 'no_client_cert';
-  }
-  if (/CERT|CERTIFICATE/i.test(c) || /certificate/i.test(m)) return 'bad_certificate';
-  if (/VERSION|PROTOCOL|HTTP_REQUEST/i.test(c) || /wrong version|http request|unsupported protocol/i.test(m)) return 'protocol';
-  return 'handshake';
-}

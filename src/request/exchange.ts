@@ -24,7 +24,7 @@ import type { Dispatcher } from 'undici';
 import { Lease, takeLease } from '../cluster/lease.js';
 import { proxyError, respondError, type ProxyError } from '../errors.js';
 import type { AttemptOutcome } from '../resilience/classify.js';
-import { classifyError, errorReason, isFailure } from '../resilience/classify.js';
+import { classifyError, errorReason, isFailure, UPSTREAM_TIMEOUT } from '../resilience/classify.js';
 import { RetryState } from '../resilience/retry.js';
 import { checkResponseHead } from '../security/edge.js';
 import type { Direction } from '../telemetry/metrics.js';
@@ -54,7 +54,6 @@ export interface ClientResponse {
   off(event: 'drain', listener: (this: ClientResponse) => void): unknown;
 }
 
-const TIMEOUT_ERROR = Object.freeze(Object.assign(new Error('route timeout'), { code: 'OUTRIGGER_TIMEOUT' }));
 const BAD_FRAMING = Object.freeze(new Error('ambiguous response framing from upstream'));
 const CLIENT_GONE = Object.freeze(Object.assign(new Error('client closed the request'), { code: 'OUTRIGGER_CLIENT_GONE' }));
 const DISCARD_TOO_BIG = Object.freeze(new Error('retried response body too large to drain'));
@@ -320,7 +319,7 @@ export class Exchange implements Served {
     if (this.done) return;
     const a = this.current;
     if (this.headersSent) {
-      a?.abort(TIMEOUT_ERROR);
+      a?.abort(UPSTREAM_TIMEOUT);
       this.cutOff();
       return;
     }
@@ -330,7 +329,7 @@ export class Exchange implements Served {
     }
     if (a !== null) {
       a.timedOut = true;
-      a.abort(TIMEOUT_ERROR);
+      a.abort(UPSTREAM_TIMEOUT);
     }
     // an attempt in flight is counted as a timeout when its abort settles it
     this.fail(proxyError('upstream_timeout'), a !== null ? '' : 'upstream_timeout');
@@ -517,7 +516,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       x.scheduleRetry();
       return;
     }
-    const kind = this.badFraming ? 'protocol_error' : err === TIMEOUT_ERROR ? 'timeout' : classifyError(err);
+    const kind = this.badFraming ? 'protocol_error' : classifyError(err);
     if (this.settled) {
       // the head was forwarded already
       x.attemptBrokeAfterHead(this, errorReason(kind));

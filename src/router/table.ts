@@ -6,6 +6,7 @@
 import type { Cluster } from '../cluster/cluster.js';
 import { proxyError, type ProxyError } from '../errors.js';
 import type { HeaderOps, OutboundConfig, RouteConfig } from '../config/types.js';
+import { compileRouteRegex } from '../config/schema.js';
 import type { RetryPolicy } from '../resilience/retry.js';
 import { compileRetryPolicy } from '../resilience/retry.js';
 import { TokenBucket } from '../resilience/ratelimit.js';
@@ -98,8 +99,7 @@ export class CompiledRoute {
     } else {
       this.pathKind = 3;
       this.pathValue = p.regex;
-      // Anchored: a route regex describes the whole path, as in Envoy's safe_regex.
-      this.pathRegex = new RegExp(`^(?:${p.regex})$`);
+      this.pathRegex = compileRouteRegex(p.regex);
     }
     this.regexLiteral = this.pathKind === 3 ? regexLiteralPrefix(this.pathValue) : '';
     this.pathLiteral = this.pathKind === 1 || this.pathKind === 2 ? this.pathValue : null;

@@ -286,12 +286,27 @@ export function clusterConnectOptions(t: ClusterTlsConfig, material: TlsMaterial
 // ---------------------------------------------------------------------------------------------
 // Handshake failure logging
 
-/** The short reason of a TLS handshake error (`tlsClientError`), for counting and logging. */
-export function handshakeFailureReason(err: Error): string {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (typeof code === 'string' && code.length > 0) return code;
-  const m = /alert ([a-z ]+)/i.exec(err.message);
-  return m !== null ? `alert_${(m[1] as string).trim().replace(/ /g, '_').toLowerCase()}` : 'unknown';
+/**
+ * A `tlsClientError` as a bounded metric label: `no_client_cert` (requireClientCert and the
+ * client sent none), `bad_certificate` (untrusted, expired, wrong purpose), `protocol` (plaintext
+ * HTTP or an unsupported version on the TLS port), `timeout`, `reset`, else `handshake`. Together
+ * with the post-handshake reasons (`ca_leaf`, `multiple_uri_sans`, `untrusted_client_cert`) the
+ * label set stays small whatever a scanner sends.
+ */
+export function handshakeFailureReason(err: Error & { code?: string }, socket?: import('node:tls').TLSSocket): string {
+  // A client certificate that failed verification makes Node destroy the socket quietly; the
+  // error is then a generic ECONNRESET "socket hang up", and only the socket knows why.
+  if (socket?.authorizationError != null) return 'bad_certificate';
+  const c = err.code ?? '';
+  const m = err.message;
+  if (c === 'ECONNRESET') return 'reset';
+  if (c === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'timeout';
+  if (/PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/i.test(c) || /did not return a certificate|certificate required/i.test(m)) {
+    return 'no_client_cert';
+  }
+  if (/CERT|CERTIFICATE/i.test(c) || /certificate/i.test(m)) return 'bad_certificate';
+  if (/VERSION|PROTOCOL|HTTP_REQUEST/i.test(c) || /wrong version|http request|unsupported protocol/i.test(m)) return 'protocol';
+  return 'handshake';
 }
 
 /**
@@ -328,11 +343,6 @@ export class HandshakeFailureLog {
     const obj: Record<string, unknown> = { reason, count: pending, total: this.#total.get(reason) };
     if (remote !== undefined) obj['remote'] = remote;
     this.#warn(obj, 'TLS handshake failed');
-  }
-
-  /** Record a `tlsClientError`. */
-  recordError(err: Error, remote?: string): void {
-    this.record(handshakeFailureReason(err), remote);
   }
 
   /** Total failures per reason since creation (for metrics or /clusters-style output). */

@@ -6,27 +6,9 @@
  */
 import pino from 'pino';
 import { AccessLog, type LineSink as AccessSink } from './access.js';
+import { LOG_REDACT_PATHS, REDACTED } from '../security/redact.js';
 
 export type Logger = pino.Logger;
-
-/** Header and key paths that never reach a log line. */
-const REDACT = [
-  'headers.authorization',
-  'headers["proxy-authorization"]',
-  'headers.cookie',
-  'headers["set-cookie"]',
-  // the same one level down (`{ req: { headers } }`, `{ res: { headers } }`)
-  '*.headers.authorization',
-  '*.headers["proxy-authorization"]',
-  '*.headers.cookie',
-  '*.headers["set-cookie"]',
-  // PEM contents, should a TLS options object ever be logged
-  'key',
-  'cert',
-  'passphrase',
-  'tls.key',
-  'tls.passphrase',
-];
 
 export interface Loggers {
   /** operational log: redacts secret headers and key material wherever they appear */
@@ -74,7 +56,7 @@ export function createLoggers(level: string, destination?: pino.DestinationStrea
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   };
-  const log = pino({ ...opts, redact: { paths: REDACT, censor: '[redacted]' } }, dest);
+  const log = pino({ ...opts, redact: { paths: [...LOG_REDACT_PATHS], censor: REDACTED } }, dest);
   return { log, access: new AccessLog(log, destination ?? batchedStdout()) };
 }
 
