@@ -80,7 +80,7 @@ test('/config says when a reloaded admin.listen waits for a restart', async () =
   const yaml = fs.readFileSync(p.file, 'utf8');
   const before = JSON.parse((await request(p.admin, { path: '/config' })).body.toString()) as Record<string, unknown>;
   assert.equal('restartRequired' in before, false);
-  p.write(yaml.replace(/admin: \{ listen: 127\.0\.0\.1:0 \}|admin:\n  listen: 127\.0\.0\.1:0/, 'admin: { listen: "127.0.0.1:15999" }'));
+  p.write(yaml.replace(/admin: \{ listen: 127\.0\.0\.1:0 \}|admin:\n {2}listen: 127\.0\.0\.1:0/, 'admin: { listen: "127.0.0.1:15999" }'));
   assert.equal(await p.proxy.reload('test'), true);
   const after = JSON.parse((await request(p.admin, { path: '/config' })).body.toString()) as Record<string, any>;
   assert.deepEqual(after['admin'], { listen: '127.0.0.1:15999' });

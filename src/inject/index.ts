@@ -43,14 +43,7 @@ import {
 import type { InjectOptions } from './sidecar.js';
 
 export type { InjectOptions } from './sidecar.js';
-export {
-  ANNOTATION_CONFIG_MAP,
-  ANNOTATION_INJECT,
-  ANNOTATION_INJECTED,
-  ANNOTATION_VERSION,
-  DEFAULT_INJECT_OPTIONS,
-  OUTRIGGER_VERSION,
-} from './sidecar.js';
+export { DEFAULT_INJECT_OPTIONS, OUTRIGGER_VERSION } from './sidecar.js';
 
 /** A problem with the input; `message` reads `LINE:COL: text` (1-based, of the input). */
 export class InjectError extends Error {

@@ -17,10 +17,9 @@
  */
 import type { RetryBudgetConfig } from '../config/types.js';
 
+/** The window `ratio` is measured over: ten one-second buckets. */
 const BUCKETS = 10;
 const BUCKET_MS = 1000;
-/** The window's length in seconds (over which `ratio` is measured). */
-export const BUDGET_WINDOW_SECONDS = (BUCKETS * BUCKET_MS) / 1000;
 
 function monotonicNow(): number {
   return performance.now();

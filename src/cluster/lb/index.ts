@@ -11,9 +11,7 @@ import type { LbEndpoint, LoadBalancer } from './types.js';
 
 export type { LbEndpoint, LoadBalancer } from './types.js';
 export { LeastRequestBalancer } from './least-request.js';
-export { RandomBalancer } from './random.js';
 export { RingHashBalancer, hash32, DEFAULT_VIRTUAL_NODES } from './ring-hash.js';
-export { RoundRobinBalancer } from './round-robin.js';
 
 /** A new balancer of `kind` over `endpoints` (the list is copied; `update` replaces it). */
 export function createLoadBalancer<E extends LbEndpoint>(
