@@ -37,7 +37,9 @@ function buildRevision(rev: string, dir: string): string {
   const tree = path.join(dir, 'tree');
   execFileSync('git', ['-C', ROOT, 'worktree', 'add', '--detach', tree, rev], { stdio: 'ignore' });
   symlinkSync(path.join(ROOT, 'node_modules'), path.join(tree, 'node_modules'));
-  execFileSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(tree, 'tsconfig.json')], { stdio: 'inherit' });
+  execFileSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(tree, 'tsconfig.json')], {
+    stdio: 'inherit',
+  });
   return path.join(tree, 'dist', 'cli.js');
 }
 
@@ -90,7 +92,9 @@ async function main(): Promise<void> {
       for (const which of round % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const)) {
         const s = await measure(cli[which], upstream.port, rate, durationS);
         got[which].push(s);
-        process.stderr.write(`round ${round + 1} ${which}: ${s.rateCpu.toFixed(1)} µs/req at ${rate}/s (p99 ${s.rateP99.toFixed(2)} ms), ${s.satCpu.toFixed(1)} µs/req at saturation\n`);
+        process.stderr.write(
+          `round ${round + 1} ${which}: ${s.rateCpu.toFixed(1)} µs/req at ${rate}/s (p99 ${s.rateP99.toFixed(2)} ms), ${s.satCpu.toFixed(1)} µs/req at saturation\n`,
+        );
       }
     }
   } finally {
@@ -113,19 +117,23 @@ async function main(): Promise<void> {
     const better = diffs.filter((d) => d < 0).length;
     return `| ${name} | ${med(a).toFixed(1)} | ${med(b).toFixed(1)} | ${med(diffs) >= 0 ? '+' : ''}${med(diffs).toFixed(1)} (${((med(b) / med(a) - 1) * 100).toFixed(1)}%) | ${better} of ${diffs.length} |`;
   };
-  process.stdout.write([
-    `A = ${cli.A}`,
-    `B = ${cli.B}`,
-    '',
-    `| proxy CPU µs per request (median of ${rounds} rounds) | A | B | B − A, paired median | rounds B was cheaper |`,
-    '|---|---:|---:|---:|---:|',
-    row(`fixed rate ${rate} req/s`, (s) => s.rateCpu),
-    row('saturation, 13 B', (s) => s.satCpu),
-    '',
-  ].join('\n'));
+  process.stdout.write(
+    [
+      `A = ${cli.A}`,
+      `B = ${cli.B}`,
+      '',
+      `| proxy CPU µs per request (median of ${rounds} rounds) | A | B | B − A, paired median | rounds B was cheaper |`,
+      '|---|---:|---:|---:|---:|',
+      row(`fixed rate ${rate} req/s`, (s) => s.rateCpu),
+      row('saturation, 13 B', (s) => s.satCpu),
+      '',
+    ].join('\n'),
+  );
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`ab: ${(err as Error).stack ?? String(err)}\n`);
-  process.exitCode = 1;
-}).finally(() => stopAll());
+main()
+  .catch((err: unknown) => {
+    process.stderr.write(`ab: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  })
+  .finally(() => stopAll());

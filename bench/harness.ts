@@ -71,7 +71,11 @@ function installExitHandlers(): void {
   // Synchronous last resort: whatever happens, children do not outlive the harness.
   process.on('exit', () => {
     for (const child of live) {
-      try { process.kill(child.pid, 'SIGKILL'); } catch { /* already gone */ }
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
     }
   });
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -143,9 +147,17 @@ export function spawnChild(name: string, cmd: string, args: readonly string[], o
       if (stopping !== null) return stopping;
       stopping = (async () => {
         if (!hasExited) {
-          try { proc.kill('SIGTERM'); } catch { /* gone */ }
+          try {
+            proc.kill('SIGTERM');
+          } catch {
+            /* gone */
+          }
           const timer = setTimeout(() => {
-            try { proc.kill('SIGKILL'); } catch { /* gone */ }
+            try {
+              proc.kill('SIGKILL');
+            } catch {
+              /* gone */
+            }
           }, 2000);
           await exitedP;
           clearTimeout(timer);
@@ -189,12 +201,16 @@ export async function waitForPort(port: number, timeoutMs: number, child: Child 
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => { s.destroy(); resolve(true); });
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
       s.once('error', () => resolve(false));
     });
     if (ok) return;
     if (child !== null && child.exited()) throw new Error(`${child.name} exited before listening on ${port}:\n${child.stderrTail()}`);
-    if (Date.now() > deadline) throw new Error(`port ${port} not listening after ${timeoutMs} ms${child ? `:\n${child.stderrTail()}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`port ${port} not listening after ${timeoutMs} ms${child ? `:\n${child.stderrTail()}` : ''}`);
     await sleep(50);
   }
 }
@@ -216,7 +232,9 @@ export function httpRequest(
     const req = http.request(url, { method, headers, agent: false, timeout: timeoutMs }, (res) => {
       let data = '';
       res.setEncoding('utf8');
-      res.on('data', (d: string) => { data += d; });
+      res.on('data', (d: string) => {
+        data += d;
+      });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
       res.on('error', reject);
     });
@@ -239,7 +257,8 @@ export async function waitForHttp(url: string, timeoutMs: number, child: Child |
       last = (err as Error).message;
     }
     if (child !== null && child.exited()) throw new Error(`${child.name} exited before ${url} was ready:\n${child.stderrTail()}`);
-    if (Date.now() > deadline) throw new Error(`${url} not ready after ${timeoutMs} ms (${last})${child ? `:\n${child.stderrTail()}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`${url} not ready after ${timeoutMs} ms (${last})${child ? `:\n${child.stderrTail()}` : ''}`);
     await sleep(50);
   }
 }
@@ -289,7 +308,10 @@ const CLOCK_TICKS = 100;
 export class RssSampler {
   private peak = 0;
   private readonly timer: NodeJS.Timeout;
-  constructor(private readonly pid: number, intervalMs = 100) {
+  constructor(
+    private readonly pid: number,
+    intervalMs = 100,
+  ) {
     this.sample();
     this.timer = setInterval(() => this.sample(), intervalMs);
   }
@@ -359,8 +381,15 @@ export const HAVE_WRK = which('wrk') !== null;
 export async function runWrk(o: SaturationOptions): Promise<SaturationResult> {
   const args = [
     // wrk takes whole seconds only
-    '-t1', `-c${o.connections}`, `-d${Math.max(1, Math.round(o.durationS))}s`, '--latency', '--timeout', '5s',
-    '-H', `Host: ${o.host}`, `http://127.0.0.1:${o.port}${o.path}`,
+    '-t1',
+    `-c${o.connections}`,
+    `-d${Math.max(1, Math.round(o.durationS))}s`,
+    '--latency',
+    '--timeout',
+    '5s',
+    '-H',
+    `Host: ${o.host}`,
+    `http://127.0.0.1:${o.port}${o.path}`,
   ];
   let file = 'wrk';
   let argv = args;
@@ -372,9 +401,13 @@ export async function runWrk(o: SaturationOptions): Promise<SaturationResult> {
     const p = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let text = '';
     p.stdout.setEncoding('utf8');
-    p.stdout.on('data', (d: string) => { text += d; });
+    p.stdout.on('data', (d: string) => {
+      text += d;
+    });
     p.stderr.setEncoding('utf8');
-    p.stderr.on('data', (d: string) => { text += d; });
+    p.stderr.on('data', (d: string) => {
+      text += d;
+    });
     const timer = setTimeout(() => p.kill('SIGKILL'), (o.durationS + 15) * 1000);
     p.once('error', reject);
     p.once('exit', (code) => {
@@ -470,11 +503,13 @@ export async function runPaced(o: {
     const i = idle.indexOf(c);
     if (i !== -1) idle.splice(i, 1);
   };
-  await Promise.all(Array.from({ length: o.connections }, async () => {
-    const c = await PacedConn.open(o.port, onDone, onFail);
-    all.push(c);
-    idle.push(c);
-  }));
+  await Promise.all(
+    Array.from({ length: o.connections }, async () => {
+      const c = await PacedConn.open(o.port, onDone, onFail);
+      all.push(c);
+      idle.push(c);
+    }),
+  );
   const issue = (): void => {
     inflight++;
     const due = process.hrtime.bigint();
@@ -555,7 +590,9 @@ class PacedConn {
     socket.setNoDelay(true);
     socket.setEncoding('latin1');
     socket.on('data', (d: string) => this.onData(d));
-    socket.on('error', () => { /* close follows */ });
+    socket.on('error', () => {
+      /* close follows */
+    });
     socket.on('close', () => {
       this.onFail(this);
       this.busy = false;
@@ -610,7 +647,12 @@ class PacedConn {
  * (an HTTP client's per-chunk parsing would make the load core, shared with the upstream, the
  * bottleneck). Returns MB/s (10^6 bytes per second) and the body bytes received.
  */
-export function downloadOnce(o: { port: number; host: string; bytes: number; timeoutMs: number }): Promise<{ mbps: number; bytes: number; status: number }> {
+export function downloadOnce(o: {
+  port: number;
+  host: string;
+  bytes: number;
+  timeoutMs: number;
+}): Promise<{ mbps: number; bytes: number; status: number }> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const s = net.connect(o.port, '127.0.0.1');
@@ -642,35 +684,56 @@ export function downloadOnce(o: { port: number; host: string; bytes: number; tim
       if (received >= expected) finish();
     });
     s.once('end', finish);
-    s.once('error', (err) => { clearTimeout(timer); reject(err); });
+    s.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
   });
 }
 
 /** One streamed POST of `bytes` (64 KiB writes, with backpressure); the upstream echoes the count. */
-export function uploadOnce(o: { port: number; host: string; bytes: number; timeoutMs: number }): Promise<{ mbps: number; bytes: number; status: number }> {
+export function uploadOnce(o: {
+  port: number;
+  host: string;
+  bytes: number;
+  timeoutMs: number;
+}): Promise<{ mbps: number; bytes: number; status: number }> {
   return new Promise((resolve, reject) => {
     const chunk = Buffer.alloc(64 * 1024, 0x61);
     const t0 = performance.now();
     const req = http.request(
       {
-        host: '127.0.0.1', port: o.port, path: '/upload', method: 'POST', agent: false,
+        host: '127.0.0.1',
+        port: o.port,
+        path: '/upload',
+        method: 'POST',
+        agent: false,
         headers: { host: o.host, 'content-length': String(o.bytes), 'content-type': 'application/octet-stream' },
       },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
-        res.on('data', (d: string) => { body += d; });
+        res.on('data', (d: string) => {
+          body += d;
+        });
         res.on('end', () => {
           clearTimeout(timer);
           const s = (performance.now() - t0) / 1000;
           let echoed = -1;
-          try { echoed = (JSON.parse(body) as { bytes: number }).bytes; } catch { /* not ours */ }
+          try {
+            echoed = (JSON.parse(body) as { bytes: number }).bytes;
+          } catch {
+            /* not ours */
+          }
           resolve({ mbps: echoed / 1e6 / s, bytes: echoed, status: res.statusCode ?? 0 });
         });
       },
     );
     const timer = setTimeout(() => req.destroy(new Error(`upload timed out after ${o.timeoutMs} ms`)), o.timeoutMs);
-    req.on('error', (err) => { clearTimeout(timer); reject(err); });
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
     let left = o.bytes;
     const pump = (): void => {
       while (left > 0) {
@@ -692,7 +755,13 @@ export function uploadOnce(o: { port: number; host: string; bytes: number; timeo
  * Opens `count` keep-alive connections, sends one small GET on each (so the proxy holds the
  * per-connection state of a served client) and keeps them open idle until `close()`.
  */
-export async function openIdleConnections(o: { port: number; host: string; path: string; count: number; timeoutMs: number }): Promise<{ opened: number; failed: number; close(): void }> {
+export async function openIdleConnections(o: {
+  port: number;
+  host: string;
+  path: string;
+  count: number;
+  timeoutMs: number;
+}): Promise<{ opened: number; failed: number; close(): void }> {
   const sockets: net.Socket[] = [];
   const request = Buffer.from(`GET ${o.path} HTTP/1.1\r\nHost: ${o.host}\r\nConnection: keep-alive\r\n\r\n`);
   let failed = 0;
@@ -700,7 +769,11 @@ export async function openIdleConnections(o: { port: number; host: string; path:
     new Promise((resolve) => {
       const s = net.connect(o.port, '127.0.0.1');
       let seen = '';
-      const timer = setTimeout(() => { failed++; s.destroy(); resolve(); }, o.timeoutMs);
+      const timer = setTimeout(() => {
+        failed++;
+        s.destroy();
+        resolve();
+      }, o.timeoutMs);
       s.setEncoding('latin1');
       s.once('connect', () => s.write(request));
       const onData = (d: string): void => {
@@ -708,14 +781,20 @@ export async function openIdleConnections(o: { port: number; host: string; path:
         // The 13-byte body ends the first response; any full response head is enough.
         if (seen.includes('\r\n\r\n')) {
           s.off('data', onData);
-          s.on('data', () => { /* drop anything further */ });
+          s.on('data', () => {
+            /* drop anything further */
+          });
           clearTimeout(timer);
           sockets.push(s);
           resolve();
         }
       };
       s.on('data', onData);
-      s.once('error', () => { clearTimeout(timer); failed++; resolve(); });
+      s.once('error', () => {
+        clearTimeout(timer);
+        failed++;
+        resolve();
+      });
     });
   // Batches of 50: a burst of 1000 simultaneous connects would measure the accept queue instead.
   for (let i = 0; i < o.count; i += 50) {
@@ -766,9 +845,15 @@ export function machineInfo(): { cpu: string; cores: number; node: string; os: s
     cpu: cpus[0]?.model.trim() ?? 'unknown',
     // os.cpus(), not availableParallelism(): the latter shrinks once this process is pinned
     cores: cpus.length,
-    loadavg: os.loadavg().map((l) => l.toFixed(2)).join(' '),
+    loadavg: os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' '),
     node: process.version,
     os: `${os.type()} ${os.release()}`,
-    pinning: PINNING === null ? 'none (taskset missing or < 2 cores)' : `proxy on core ${PINNING.proxyCore}; load and upstream on core ${PINNING.loadCore}`,
+    pinning:
+      PINNING === null
+        ? 'none (taskset missing or < 2 cores)'
+        : `proxy on core ${PINNING.proxyCore}; load and upstream on core ${PINNING.loadCore}`,
   };
 }

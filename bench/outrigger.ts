@@ -114,29 +114,36 @@ export interface RunningOutrigger {
  * Writes the config into `dir` and starts outrigger pinned to the proxy core; resolves once
  * `/ready` answers 200 (rejects after 15 s or if it exits, with its stderr).
  */
-export async function startOutrigger(dir: string, upstreamPort: number, opts: {
-  readonly routes?: number;
-  readonly routeExtra?: readonly string[];
-  readonly clusterExtra?: readonly string[];
-  readonly accessLog?: string;
-  readonly logLevel?: string;
-  /** the program to run (default dist/cli.js of this tree); bench/ab.ts passes another build */
-  readonly cli?: string;
-} = {}): Promise<RunningOutrigger> {
+export async function startOutrigger(
+  dir: string,
+  upstreamPort: number,
+  opts: {
+    readonly routes?: number;
+    readonly routeExtra?: readonly string[];
+    readonly clusterExtra?: readonly string[];
+    readonly accessLog?: string;
+    readonly logLevel?: string;
+    /** the program to run (default dist/cli.js of this tree); bench/ab.ts passes another build */
+    readonly cli?: string;
+  } = {},
+): Promise<RunningOutrigger> {
   const port = await freePort();
   const adminPort = await freePort();
   // The config gets its own folder: outrigger watches the config's directory, and a busy access
   // log next to it would wake the watcher on every flush.
   mkdirSync(path.join(dir, 'config'), { recursive: true });
   const configFile = path.join(dir, 'config', 'outrigger.yaml');
-  writeFileSync(configFile, outriggerConfig({
-    listenPort: port,
-    adminPort,
-    upstreamPort,
-    routes: opts.routes ?? 50,
-    benchRouteExtra: opts.routeExtra ?? REALISTIC_ROUTE_EXTRA,
-    benchClusterExtra: opts.clusterExtra ?? REALISTIC_CLUSTER_EXTRA,
-  }));
+  writeFileSync(
+    configFile,
+    outriggerConfig({
+      listenPort: port,
+      adminPort,
+      upstreamPort,
+      routes: opts.routes ?? 50,
+      benchRouteExtra: opts.routeExtra ?? REALISTIC_ROUTE_EXTRA,
+      benchClusterExtra: opts.clusterExtra ?? REALISTIC_CLUSTER_EXTRA,
+    }),
+  );
   const accessLog = opts.accessLog ?? path.join(dir, 'outrigger-access.log');
   // V8 defaults, as `npm start`; OUTRIGGER_BENCH_NODE_FLAGS adds flags to compare, e.g. the
   // image's `--max-semi-space-size=1` (docker/Dockerfile)

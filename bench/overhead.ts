@@ -39,10 +39,7 @@ const VARIANTS = {
   breaker: { routeExtra: [] as string[], clusterExtra: [BREAKER] },
   outlier: { routeExtra: [] as string[], clusterExtra: [OUTLIER] },
   resilient: {
-    routeExtra: [
-      '      timeout: 15s',
-      '      retries: { attempts: 2, perTryTimeout: 1s, on: [connect-failure, reset, 502, 503, 504] }',
-    ],
+    routeExtra: ['      timeout: 15s', '      retries: { attempts: 2, perTryTimeout: 1s, on: [connect-failure, reset, 502, 503, 504] }'],
     clusterExtra: [
       '    outlierDetection: { consecutiveErrors: 5, ejectionTime: 30s, maxEjectionPercent: 50 }',
       '    circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 20, window: 10s, resetTimeout: 30s }',
@@ -81,13 +78,22 @@ async function main(): Promise<void> {
         const r = await saturate({ ...load, durationS });
         const cpu1 = procCpuSeconds(o.child.pid);
         if (cpu0 !== null && cpu1 !== null && r.ok > 0) results[v].cpu.push(((cpu1 - cpu0) * 1e6) / r.ok);
-        const p = await runPaced({ port: o.port, path: '/small', host: BENCH_HOST, rps: rate, durationS: Math.min(5, durationS), connections: 64 });
+        const p = await runPaced({
+          port: o.port,
+          path: '/small',
+          host: BENCH_HOST,
+          rps: rate,
+          durationS: Math.min(5, durationS),
+          connections: 64,
+        });
         results[v].rps.push(r.rps);
         results[v].p50.push(r.p50);
         results[v].p99.push(r.p99);
         results[v].rateP50.push(p.p50);
         results[v].rateP99.push(p.p99);
-        process.stderr.write(`round ${round + 1} ${v}: ${Math.round(r.rps)} req/s p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)}; at ${rate}/s p50 ${p.p50.toFixed(3)} p99 ${p.p99.toFixed(3)}${r.errors + r.non2xx + p.errors + p.non2xx > 0 ? ' (with errors)' : ''}\n`);
+        process.stderr.write(
+          `round ${round + 1} ${v}: ${Math.round(r.rps)} req/s p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)}; at ${rate}/s p50 ${p.p50.toFixed(3)} p99 ${p.p99.toFixed(3)}${r.errors + r.non2xx + p.errors + p.non2xx > 0 ? ' (with errors)' : ''}\n`,
+        );
         await o.child.stop();
       } finally {
         rmSync(dir, { recursive: true, force: true });
@@ -104,19 +110,23 @@ async function main(): Promise<void> {
     const added = v === 'none' ? '–' : `${(cpu - m(none.cpu)).toFixed(1)} µs (${((cpu / m(none.cpu) - 1) * 100).toFixed(1)}%)`;
     return `| ${v} | ${Math.round(s.median)} [${Math.round(s.min)}–${Math.round(s.max)}] | ${cpu.toFixed(1)} | ${added} | ${m(r.p50).toFixed(2)} / ${m(r.p99).toFixed(2)} | ${m(r.rateP50).toFixed(3)} / ${m(r.rateP99).toFixed(3)} |`;
   };
-  process.stdout.write([
-    `per-request overhead of resilience config vs none (${rounds} rounds, ${durationS} s saturation by ${args.load}; fixed rate ${rate}/s; medians)`,
-    '',
-    '| config | 13 B req/s [min–max] | proxy CPU µs/request | added CPU per request | saturation p50 / p99 ms | fixed-rate p50 / p99 ms |',
-    '|---|---:|---:|---:|---:|---:|',
-    ...variants.map(fmtRow),
-    '',
-    'CPU per request is the proxy process\'s user+system time over the saturation run divided by its responses.',
-    '',
-  ].join('\n'));
+  process.stdout.write(
+    [
+      `per-request overhead of resilience config vs none (${rounds} rounds, ${durationS} s saturation by ${args.load}; fixed rate ${rate}/s; medians)`,
+      '',
+      '| config | 13 B req/s [min–max] | proxy CPU µs/request | added CPU per request | saturation p50 / p99 ms | fixed-rate p50 / p99 ms |',
+      '|---|---:|---:|---:|---:|---:|',
+      ...variants.map(fmtRow),
+      '',
+      "CPU per request is the proxy process's user+system time over the saturation run divided by its responses.",
+      '',
+    ].join('\n'),
+  );
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`overhead: ${(err as Error).stack ?? String(err)}\n`);
-  process.exitCode = 1;
-}).finally(() => stopAll());
+main()
+  .catch((err: unknown) => {
+    process.stderr.write(`overhead: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  })
+  .finally(() => stopAll());

@@ -74,18 +74,20 @@ async function main(): Promise<void> {
     const ok = (await scrapeCounter(o.adminPort, 'outrigger_config_reloads_total', { result: 'success' })) - before;
     const failed = (await scrapeCounter(o.adminPort, 'outrigger_config_reloads_total', { result: 'failure' })) - beforeFail;
     const errors = withReloads.non2xx + withReloads.errors;
-    process.stdout.write([
-      `reload under load: ${durationS} s each, ${args.connections} connections, config rewritten every ${args.interval} ms (${args.atomic ? 'atomic rename' : 'in place'})`,
-      '',
-      '| run | req/s | p50 ms | p99 ms | non-2xx | socket errors | reloads (ok/failed) |',
-      '|---|---:|---:|---:|---:|---:|---|',
-      row('no reloads (before)', base1, '–'),
-      row('with reloads', withReloads, `${ok}/${failed} of ${writes} writes`),
-      row('no reloads (after)', base2, '–'),
-      '',
-      `errors during reloads: ${errors} (must be 0); throughput with reloads / mean without: ${(withReloads.rps / baseRps).toFixed(3)}`,
-      '',
-    ].join('\n'));
+    process.stdout.write(
+      [
+        `reload under load: ${durationS} s each, ${args.connections} connections, config rewritten every ${args.interval} ms (${args.atomic ? 'atomic rename' : 'in place'})`,
+        '',
+        '| run | req/s | p50 ms | p99 ms | non-2xx | socket errors | reloads (ok/failed) |',
+        '|---|---:|---:|---:|---:|---:|---|',
+        row('no reloads (before)', base1, '–'),
+        row('with reloads', withReloads, `${ok}/${failed} of ${writes} writes`),
+        row('no reloads (after)', base2, '–'),
+        '',
+        `errors during reloads: ${errors} (must be 0); throughput with reloads / mean without: ${(withReloads.rps / baseRps).toFixed(3)}`,
+        '',
+      ].join('\n'),
+    );
     if (errors > 0 || base1.non2xx + base1.errors + base2.non2xx + base2.errors > 0) process.exitCode = 1;
     if (ok === 0) {
       process.stderr.write('reload: outrigger_config_reloads_total{result="success"} did not move: reloads were not applied\n');
@@ -98,7 +100,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`reload: ${(err as Error).stack ?? String(err)}\n`);
-  process.exitCode = 1;
-}).finally(() => stopAll());
+main()
+  .catch((err: unknown) => {
+    process.stderr.write(`reload: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  })
+  .finally(() => stopAll());

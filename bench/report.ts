@@ -105,24 +105,43 @@ export interface ReportHeader {
 }
 
 /** Renders the Markdown report (summary, outrigger vs peers, details, notes). */
-export function renderMarkdown(header: ReportHeader, samples: readonly Sample[], targets: readonly string[], failures: readonly string[]): string {
+export function renderMarkdown(
+  header: ReportHeader,
+  samples: readonly Sample[],
+  targets: readonly string[],
+  failures: readonly string[],
+): string {
   const summary = summarize(samples);
-  const rates: Record<string, number> = { rate: Number(header.settings['rateRps'] ?? 5000), 'rate-low': Number(header.settings['rateLowRps'] ?? 1000) };
+  const rates: Record<string, number> = {
+    rate: Number(header.settings['rateRps'] ?? 5000),
+    'rate-low': Number(header.settings['rateLowRps'] ?? 1000),
+  };
   // with `--load both` the saturation scenarios are labelled small/wrk, small/autocannon...
   const expanded: Column[] = [];
   for (const c of COLUMNS) {
     const labels = Object.keys(summary).filter((l) => l === c.scenario || l.startsWith(`${c.scenario}/`));
     // fixed-rate titles name their rate: {rate} and {rate-low} are the settings'
     const title = c.title.replace(/\{([a-z-]+)\}/, (_m, k: string) => fmt(rates[k] ?? Number.NaN, 0));
-    for (const l of labels) expanded.push(l === c.scenario ? { ...c, title } : { ...c, scenario: l, title: `${title} (${l.slice(c.scenario.length + 1)})` });
+    for (const l of labels)
+      expanded.push(l === c.scenario ? { ...c, title } : { ...c, scenario: l, title: `${title} (${l.slice(c.scenario.length + 1)})` });
   }
   const present = expanded.filter((c) => targets.some((t) => get(summary, c.scenario, t, c.metric) !== null));
   const lines: string[] = [];
   lines.push(`# outrigger benchmark (${header.date})`);
   lines.push('');
-  lines.push(`Machine: ${header.machine['cpu']}, ${header.machine['cores']} cores, Node ${header.machine['node']}, ${header.machine['os']}; pinning: ${header.machine['pinning']}; load average (1/5/15 min) ${header.machine['loadavg_start']} at start, ${header.machine['loadavg_end']} at end (anything else running skews the numbers).`);
-  lines.push(`Versions: ${Object.entries(header.versions).map(([k, v]) => `${k} = ${v}`).join('; ')}.`);
-  lines.push(`Settings: ${Object.entries(header.settings).map(([k, v]) => `${k}=${v}`).join(', ')}; saturation load: ${header.loadTool}.`);
+  lines.push(
+    `Machine: ${header.machine['cpu']}, ${header.machine['cores']} cores, Node ${header.machine['node']}, ${header.machine['os']}; pinning: ${header.machine['pinning']}; load average (1/5/15 min) ${header.machine['loadavg_start']} at start, ${header.machine['loadavg_end']} at end (anything else running skews the numbers).`,
+  );
+  lines.push(
+    `Versions: ${Object.entries(header.versions)
+      .map(([k, v]) => `${k} = ${v}`)
+      .join('; ')}.`,
+  );
+  lines.push(
+    `Settings: ${Object.entries(header.settings)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(', ')}; saturation load: ${header.loadTool}.`,
+  );
   lines.push('');
   lines.push('## Summary (medians over rounds; × = ratio to direct)');
   lines.push('');
@@ -147,7 +166,9 @@ export function renderMarkdown(header: ReportHeader, samples: readonly Sample[],
     const short = targets.filter((t) => overloaded(summary, scenario, t, rates));
     if (short.length === 0) continue;
     lines.push('');
-    lines.push(`‡ could not sustain ${rps} req/s (achieved ${short.map((t) => `${t} ${fmt(get(summary, scenario, t, 'achieved_rps')?.median ?? Number.NaN, 0)}`).join(', ')}): its latency is queueing, not proxy overhead.`);
+    lines.push(
+      `‡ could not sustain ${rps} req/s (achieved ${short.map((t) => `${t} ${fmt(get(summary, scenario, t, 'achieved_rps')?.median ?? Number.NaN, 0)}`).join(', ')}): its latency is queueing, not proxy overhead.`,
+    );
   }
   const peers = targets.filter((t) => t !== 'direct' && t !== 'outrigger');
   if (targets.includes('outrigger') && peers.length > 0) {
@@ -208,7 +229,14 @@ export function renderMarkdown(header: ReportHeader, samples: readonly Sample[],
 }
 
 /** Writes DIR/NAME.json and DIR/NAME.md (NAME is `latest` for a full run). */
-export function writeResults(dir: string, name: string, header: ReportHeader, samples: readonly Sample[], targets: readonly string[], failures: readonly string[]): { json: string; md: string; markdown: string } {
+export function writeResults(
+  dir: string,
+  name: string,
+  header: ReportHeader,
+  samples: readonly Sample[],
+  targets: readonly string[],
+  failures: readonly string[],
+): { json: string; md: string; markdown: string } {
   mkdirSync(dir, { recursive: true });
   const markdown = renderMarkdown(header, samples, targets, failures);
   const json = path.join(dir, `${name}.json`);

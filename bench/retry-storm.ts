@@ -34,28 +34,38 @@ async function main(): Promise<void> {
       clusterExtra,
     });
     await httpRequest('POST', `http://127.0.0.1:${upstream.port}/__upstream/reset`, null);
-    const r = await runAutocannon({ port: o.port, path: '/status/503', host: BENCH_HOST, connections: Number(args.connections), durationS: Number(args.duration) });
+    const r = await runAutocannon({
+      port: o.port,
+      path: '/status/503',
+      host: BENCH_HOST,
+      connections: Number(args.connections),
+      durationS: Number(args.duration),
+    });
     // autocannon does not count the requests still in flight when it stops; let them finish and
     // take outrigger's own request counter as the exact denominator
     await new Promise((res) => setTimeout(res, 500));
     const proxied = await scrapeCounter(o.adminPort, 'outrigger_requests_total', { route: 'bench' });
-    const stats = JSON.parse((await httpGet(`http://127.0.0.1:${upstream.port}/__upstream/stats`)).body) as { requests: Record<string, number> };
+    const stats = JSON.parse((await httpGet(`http://127.0.0.1:${upstream.port}/__upstream/stats`)).body) as {
+      requests: Record<string, number>;
+    };
     const attempts = stats.requests['/status/503'] ?? 0;
     const client = r.ok + r.non2xx;
     const retries = await scrapeCounter(o.adminPort, 'outrigger_upstream_retries_total', { cluster: 'bench' });
     const ratio = proxied > 0 ? attempts / proxied : Number.NaN;
     const perSecondSlack = 10 * Number(args.duration);
     const allowed = Math.floor(proxied * (args.budget === undefined ? 0.2 : Number(args.budget)) + perSecondSlack);
-    process.stdout.write([
-      `retry storm: upstream 100% 503, route retries attempts=${args.attempts} on [503], retryBudget ${args.budget ?? 'default (0.2, minPerSecond 10)'}`,
-      '',
-      '| client requests (autocannon) | requests (outrigger_requests_total) | upstream attempts | attempts / request | outrigger_upstream_retries_total | budget allows about | client socket errors |',
-      '|---:|---:|---:|---:|---:|---:|---:|',
-      `| ${client} | ${proxied} | ${attempts} | ${ratio.toFixed(3)} | ${retries} | ${allowed} | ${r.errors} |`,
-      '',
-      `without a budget the ratio would be ${1 + Number(args.attempts)}; the budget allows ratio x requests + minPerSecond x duration (${perSecondSlack}) retries`,
-      '',
-    ].join('\n'));
+    process.stdout.write(
+      [
+        `retry storm: upstream 100% 503, route retries attempts=${args.attempts} on [503], retryBudget ${args.budget ?? 'default (0.2, minPerSecond 10)'}`,
+        '',
+        '| client requests (autocannon) | requests (outrigger_requests_total) | upstream attempts | attempts / request | outrigger_upstream_retries_total | budget allows about | client socket errors |',
+        '|---:|---:|---:|---:|---:|---:|---:|',
+        `| ${client} | ${proxied} | ${attempts} | ${ratio.toFixed(3)} | ${retries} | ${allowed} | ${r.errors} |`,
+        '',
+        `without a budget the ratio would be ${1 + Number(args.attempts)}; the budget allows ratio x requests + minPerSecond x duration (${perSecondSlack}) retries`,
+        '',
+      ].join('\n'),
+    );
     await o.child.stop();
     await upstream.child.stop();
   } finally {
@@ -63,7 +73,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch(async (err: unknown) => {
-  process.stderr.write(`retry-storm: ${(err as Error).stack ?? String(err)}\n`);
-  process.exitCode = 1;
-}).finally(() => stopAll());
+main()
+  .catch(async (err: unknown) => {
+    process.stderr.write(`retry-storm: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  })
+  .finally(() => stopAll());

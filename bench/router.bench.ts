@@ -84,7 +84,12 @@ const rows: string[][] = [['routes: 1000', 'first', 'middle', 'last', 'no match'
 for (const shape of SHAPES) {
   const t = table(shape);
   const row = [shape.name];
-  for (const [i, expect] of [[0, 'r0'], [N / 2, `r${N / 2}`], [N - 1, `r${N - 1}`], [-1, 'no_route']] as const) {
+  for (const [i, expect] of [
+    [0, 'r0'],
+    [N / 2, `r${N / 2}`],
+    [N - 1, `r${N - 1}`],
+    [-1, 'no_route'],
+  ] as const) {
     const [host, path] = shape.request(i);
     row.push(time(t, host, path, expect).toFixed(1));
   }

@@ -54,12 +54,19 @@ const { values: args } = parseArgs({
 });
 
 if (args.help) {
-  process.stdout.write('usage: node .build-test/bench/run.js [--quick] [--only small,large,rate,rate-low,download,upload,idle] [--proxies outrigger,http-proxy,floor,fast-proxy,fastify,nginx,haproxy] [--rounds N] [--duration S] [--rate N] [--rate-low N] [--load wrk|autocannon|both] [--upstream nginx|node] [--budget S] [--out NAME]\n');
+  process.stdout.write(
+    'usage: node .build-test/bench/run.js [--quick] [--only small,large,rate,rate-low,download,upload,idle] [--proxies outrigger,http-proxy,floor,fast-proxy,fastify,nginx,haproxy] [--rounds N] [--duration S] [--rate N] [--rate-low N] [--load wrk|autocannon|both] [--upstream nginx|node] [--budget S] [--out NAME]\n',
+  );
   process.exit(0);
 }
 
 function list(value: string | undefined): string[] | null {
-  return value === undefined ? null : value.split(',').map((v) => v.trim()).filter((v) => v !== '');
+  return value === undefined
+    ? null
+    : value
+        .split(',')
+        .map((v) => v.trim())
+        .filter((v) => v !== '');
 }
 
 const base: Settings = args.quick ? QUICK : FULL;
@@ -70,15 +77,18 @@ const settings: Settings = {
   rateRps: args.rate !== undefined ? Number(args.rate) : base.rateRps,
   rateLowRps: args['rate-low'] !== undefined ? Number(args['rate-low']) : base.rateLowRps,
 };
-if (!(settings.rounds >= 1) || !(settings.saturationS > 0) || !(settings.rateRps > 0) || !(settings.rateLowRps > 0)) throw new Error('--rounds, --duration, --rate and --rate-low must be positive numbers');
+if (!(settings.rounds >= 1) || !(settings.saturationS > 0) || !(settings.rateRps > 0) || !(settings.rateLowRps > 0))
+  throw new Error('--rounds, --duration, --rate and --rate-low must be positive numbers');
 
 const onlyList = list(args.only);
-for (const s of onlyList ?? []) if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`unknown scenario ${s}; known: ${SCENARIOS.join(', ')}`);
+for (const s of onlyList ?? [])
+  if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`unknown scenario ${s}; known: ${SCENARIOS.join(', ')}`);
 const scenarios: ScenarioName[] = SCENARIOS.filter((s) => onlyList === null || onlyList.includes(s));
 
 const known = allTargets();
 const proxyList = list(args.proxies);
-for (const p of proxyList ?? []) if (!known.some((t) => t.name === p)) throw new Error(`unknown proxy ${p}; known: ${known.map((t) => t.name).join(', ')}`);
+for (const p of proxyList ?? [])
+  if (!known.some((t) => t.name === p)) throw new Error(`unknown proxy ${p}; known: ${known.map((t) => t.name).join(', ')}`);
 const skipped: string[] = [];
 const targets: Target[] = known.filter((t) => {
   if (t.name !== 'direct' && proxyList !== null && !proxyList.includes(t.name)) return false;
@@ -96,13 +106,21 @@ else if (args.load === 'wrk' || args.load === 'autocannon') tools = [args.load];
 else throw new Error('--load must be wrk, autocannon or both');
 if (tools.includes('wrk') && !HAVE_WRK) throw new Error('--load wrk but wrk is not installed');
 
-if (args.upstream !== undefined && args.upstream !== 'nginx' && args.upstream !== 'node') throw new Error('--upstream must be nginx or node');
+if (args.upstream !== undefined && args.upstream !== 'nginx' && args.upstream !== 'node')
+  throw new Error('--upstream must be nginx or node');
 const upstreamKind: UpstreamKind = (args.upstream as UpstreamKind | undefined) ?? DEFAULT_UPSTREAM;
 
 const budgetS = Number(args.budget);
 if (!(budgetS > 0)) throw new Error('--budget must be a positive number of seconds');
 
-const partial = args.quick || onlyList !== null || proxyList !== null || args.rounds !== undefined || args.duration !== undefined || args.rate !== undefined || args['rate-low'] !== undefined;
+const partial =
+  args.quick ||
+  onlyList !== null ||
+  proxyList !== null ||
+  args.rounds !== undefined ||
+  args.duration !== undefined ||
+  args.rate !== undefined ||
+  args['rate-low'] !== undefined;
 const outName = args.out ?? (partial ? 'partial' : 'latest');
 
 /** Scenario label in results: saturation scenarios get the tool suffix when several tools run. */
@@ -131,7 +149,8 @@ function runSeconds(s: ScenarioName): number {
 function estimateSeconds(): number {
   let total = 0;
   for (const t of targets) {
-    for (const s of scenarios) if (t.scenarios === null || t.scenarios.includes(s)) total += runSeconds(s) * (s === 'small' || s === 'large' ? tools.length : 1);
+    for (const s of scenarios)
+      if (t.scenarios === null || t.scenarios.includes(s)) total += runSeconds(s) * (s === 'small' || s === 'large' ? tools.length : 1);
   }
   return settings.rounds * total;
 }
@@ -150,7 +169,11 @@ function deriveAdded(samples: Sample[]): Sample[] {
     if (d === undefined || p50 === undefined || p99 === undefined) return s;
     return {
       ...s,
-      metrics: { ...s.metrics, added_p50_ms: p50 - (d.metrics['p50_ms'] ?? Number.NaN), added_p99_ms: p99 - (d.metrics['p99_ms'] ?? Number.NaN) },
+      metrics: {
+        ...s.metrics,
+        added_p50_ms: p50 - (d.metrics['p50_ms'] ?? Number.NaN),
+        added_p99_ms: p99 - (d.metrics['p99_ms'] ?? Number.NaN),
+      },
     };
   });
 }
@@ -159,7 +182,9 @@ async function main(): Promise<void> {
   const loadStart = machineInfo().loadavg;
   pinSelfToLoadCore();
   const started = Date.now();
-  log(`bench: targets ${targets.map((t) => t.name).join(', ')}; scenarios ${scenarios.join(', ')}; ${settings.rounds} round(s); saturation by ${tools.join('+')}; pinning ${PINNING === null ? 'off' : 'on'}`);
+  log(
+    `bench: targets ${targets.map((t) => t.name).join(', ')}; scenarios ${scenarios.join(', ')}; ${settings.rounds} round(s); saturation by ${tools.join('+')}; pinning ${PINNING === null ? 'off' : 'on'}`,
+  );
   for (const s of skipped) log(`bench: skipping ${s}`);
   log(`bench: estimated ${Math.round(estimateSeconds())} s`);
   const upstream = await startUpstream();
@@ -190,8 +215,12 @@ async function main(): Promise<void> {
               await checkTarget(running);
               const outcome = await runScenario(scenario, running, settings, tool);
               samples.push({ scenario: label(scenario, tool), target: target.name, round, metrics: outcome.metrics, notes: outcome.notes });
-              const shown = Object.entries(outcome.metrics).map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toFixed(3)}`).join(' ');
-              log(`[${Math.round((Date.now() - started) / 1000)}s] ${what}: ${shown}${outcome.notes.length > 0 ? `  (${outcome.notes.join('; ')})` : ''}`);
+              const shown = Object.entries(outcome.metrics)
+                .map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toFixed(3)}`)
+                .join(' ');
+              log(
+                `[${Math.round((Date.now() - started) / 1000)}s] ${what}: ${shown}${outcome.notes.length > 0 ? `  (${outcome.notes.join('; ')})` : ''}`,
+              );
             } finally {
               await running.stop();
             }
@@ -219,7 +248,12 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     machine,
     versions,
-    settings: { ...settings, upstream: upstreamKind === 'nginx' ? 'nginx (13 B, 64 KiB, rate, idle) + node (download, upload)' : 'node', scenarios: scenarios.join('+'), elapsed_s: Math.round((Date.now() - started) / 1000) },
+    settings: {
+      ...settings,
+      upstream: upstreamKind === 'nginx' ? 'nginx (13 B, 64 KiB, rate, idle) + node (download, upload)' : 'node',
+      scenarios: scenarios.join('+'),
+      elapsed_s: Math.round((Date.now() - started) / 1000),
+    },
     loadTool: tools.join(' and '),
   };
   if (overBudget.length > 0) {
@@ -227,16 +261,25 @@ async function main(): Promise<void> {
     log(`bench: time budget reached, ${overBudget.length} runs skipped`);
   }
   const derived = deriveAdded(samples);
-  const out = writeResults(path.join(ROOT, 'bench', 'results'), outName, { ...header, machine: { ...machine, loadavg_start: loadStart, loadavg_end: machine.loadavg } }, derived, targets.map((t) => t.name), [...failures, ...skipped.map((s) => `skipped ${s}`)]);
+  const out = writeResults(
+    path.join(ROOT, 'bench', 'results'),
+    outName,
+    { ...header, machine: { ...machine, loadavg_start: loadStart, loadavg_end: machine.loadavg } },
+    derived,
+    targets.map((t) => t.name),
+    [...failures, ...skipped.map((s) => `skipped ${s}`)],
+  );
   process.stdout.write(out.markdown);
   log(`bench: wrote ${out.json} and ${out.md} in ${Math.round((Date.now() - started) / 1000)} s`);
   if (failures.length > 0) process.exitCode = 1;
 }
 
-main().catch(async (err: unknown) => {
-  log(`bench: ${(err as Error).stack ?? String(err)}`);
-  await stopAll();
-  process.exit(1);
-}).finally(() => {
-  void stopAll();
-});
+main()
+  .catch(async (err: unknown) => {
+    log(`bench: ${(err as Error).stack ?? String(err)}`);
+    await stopAll();
+    process.exit(1);
+  })
+  .finally(() => {
+    void stopAll();
+  });

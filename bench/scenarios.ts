@@ -6,8 +6,18 @@
  */
 import { readFileSync } from 'node:fs';
 import {
-  HAVE_WRK, RssSampler, downloadOnce, httpGet, openIdleConnections, procCpuSeconds, procMemory, runAutocannon,
-  runPaced, runWrk, sleep, uploadOnce,
+  HAVE_WRK,
+  RssSampler,
+  downloadOnce,
+  httpGet,
+  openIdleConnections,
+  procCpuSeconds,
+  procMemory,
+  runAutocannon,
+  runPaced,
+  runWrk,
+  sleep,
+  uploadOnce,
 } from './harness.js';
 import type { SaturationResult } from './harness.js';
 import { BENCH_HOST, scrapeCounter } from './outrigger.js';
@@ -37,12 +47,28 @@ export interface Settings {
 
 /** 3 rounds of 7 targets must fit in 10 minutes on 2 cores, build included: 3 s runs + 1 s warm-up. */
 export const FULL: Settings = {
-  rounds: 3, saturationS: 3, warmupS: 1, connections: 50, rateRps: 5000, rateLowRps: 1000, rateS: 3,
-  downloadBytes: 1024 ** 3, uploadBytes: 256 * 1024 ** 2, idleConnections: 1000,
+  rounds: 3,
+  saturationS: 3,
+  warmupS: 1,
+  connections: 50,
+  rateRps: 5000,
+  rateLowRps: 1000,
+  rateS: 3,
+  downloadBytes: 1024 ** 3,
+  uploadBytes: 256 * 1024 ** 2,
+  idleConnections: 1000,
 };
 export const QUICK: Settings = {
-  rounds: 1, saturationS: 2, warmupS: 1, connections: 50, rateRps: 5000, rateLowRps: 1000, rateS: 2,
-  downloadBytes: 256 * 1024 ** 2, uploadBytes: 64 * 1024 ** 2, idleConnections: 1000,
+  rounds: 1,
+  saturationS: 2,
+  warmupS: 1,
+  connections: 50,
+  rateRps: 5000,
+  rateLowRps: 1000,
+  rateS: 2,
+  downloadBytes: 256 * 1024 ** 2,
+  uploadBytes: 64 * 1024 ** 2,
+  idleConnections: 1000,
 };
 
 /** Default saturation tool: wrk when installed (µs latency resolution, cheaper per request). */
@@ -59,7 +85,8 @@ const MIB = 1024 * 1024;
 /** GET /small through the target must answer 200 "Hello, World!" before anything is measured. */
 export async function checkTarget(t: RunningTarget): Promise<void> {
   const r = await httpGet(`http://127.0.0.1:${t.port}/small`, 3000, { host: BENCH_HOST });
-  if (r.status !== 200 || r.body !== 'Hello, World!') throw new Error(`GET /small through it answered ${r.status} ${JSON.stringify(r.body.slice(0, 200))}`);
+  if (r.status !== 200 || r.body !== 'Hello, World!')
+    throw new Error(`GET /small through it answered ${r.status} ${JSON.stringify(r.body.slice(0, 200))}`);
 }
 
 function saturate(tool: LoadTool, port: number, urlPath: string, connections: number, durationS: number): Promise<SaturationResult> {
@@ -151,7 +178,8 @@ export async function runScenario(name: ScenarioName, t: RunningTarget, s: Setti
       metrics['max_ms'] = r.max;
       metrics['errors'] = r.errors + r.non2xx;
       if (r.unsent > 0) metrics['unsent'] = r.unsent;
-      if (r.achievedRps < rps * 0.95) notes.push(`achieved only ${Math.round(r.achievedRps)} of ${rps} req/s${r.unsent > 0 ? ' (stopped once 0.5 s behind)' : ''}`);
+      if (r.achievedRps < rps * 0.95)
+        notes.push(`achieved only ${Math.round(r.achievedRps)} of ${rps} req/s${r.unsent > 0 ? ' (stopped once 0.5 s behind)' : ''}`);
       errorNotes(r, notes);
       break;
     }
@@ -182,7 +210,13 @@ export async function runScenario(name: ScenarioName, t: RunningTarget, s: Setti
     }
     case 'idle': {
       const before = t.pid === null ? null : procMemory(t.pid);
-      const idle = await openIdleConnections({ port: t.port, host: BENCH_HOST, path: '/small', count: s.idleConnections, timeoutMs: 10_000 });
+      const idle = await openIdleConnections({
+        port: t.port,
+        host: BENCH_HOST,
+        path: '/small',
+        count: s.idleConnections,
+        timeoutMs: 10_000,
+      });
       // let the proxy settle (timers, pools) before reading RSS
       await sleep(1000);
       const after = t.pid === null ? null : procMemory(t.pid);

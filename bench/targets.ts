@@ -65,7 +65,10 @@ function outriggerVersion(): string {
 
 async function nodePeer(name: string, script: string, upstreamPort: number): Promise<RunningTarget> {
   const port = await freePort();
-  const child = spawnChild(name, process.execPath, [path.join(HERE, 'peers', script), String(port), String(upstreamPort)], { core: 'proxy', stdout: 'ignore' });
+  const child = spawnChild(name, process.execPath, [path.join(HERE, 'peers', script), String(port), String(upstreamPort)], {
+    core: 'proxy',
+    stdout: 'ignore',
+  });
   await waitForPort(port, 10_000, child);
   return fromChild(child, port, null);
 }
@@ -84,7 +87,8 @@ export function allTargets(): Target[] {
       version: 'upstream without proxy',
       unavailable: null,
       scenarios: null,
-      start: (upstreamPort) => Promise.resolve({ port: upstreamPort, pid: null, adminPort: null, accessLog: null, stop: () => Promise.resolve() }),
+      start: (upstreamPort) =>
+        Promise.resolve({ port: upstreamPort, pid: null, adminPort: null, accessLog: null, stop: () => Promise.resolve() }),
     },
     {
       name: 'outrigger',
@@ -161,7 +165,10 @@ export function allTargets(): Target[] {
 /** Starts the Node upstream (bench/upstream.js) on the load core. */
 export async function startUpstream(): Promise<{ child: Child; port: number }> {
   const port = await freePort();
-  const child = spawnChild('upstream', process.execPath, [path.join(HERE, 'upstream.js'), String(port)], { core: 'load', stdout: 'ignore' });
+  const child = spawnChild('upstream', process.execPath, [path.join(HERE, 'upstream.js'), String(port)], {
+    core: 'load',
+    stdout: 'ignore',
+  });
   await waitForPort(port, 10_000, child);
   return { child, port };
 }

@@ -70,7 +70,9 @@ const server = http.createServer({ keepAliveTimeout: 65_000, noDelay: true, high
   if (path === '/upload') {
     count(path);
     let n = 0;
-    req.on('data', (chunk: Buffer) => { n += chunk.length; });
+    req.on('data', (chunk: Buffer) => {
+      n += chunk.length;
+    });
     req.on('end', () => {
       const body = JSON.stringify({ bytes: n });
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(body.length) });

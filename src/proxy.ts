@@ -47,7 +47,6 @@ export interface BoundAddresses {
   readonly outbound: Address | null;
 }
 
-
 export class Proxy implements ListenerContext {
   readonly metrics: Metrics;
   readonly log: Logger;
@@ -68,7 +67,9 @@ export class Proxy implements ListenerContext {
   /** removed clusters and replaced passthrough pools waiting for their in-flight requests */
   private readonly retiring = new Set<Cluster | PassthroughPools>();
   /** inbound handshake refusals: one warning per reason per minute, with the suppressed count */
-  private readonly tlsFailures = new HandshakeFailureLog((obj, msg) => this.log.warn(obj, `inbound ${msg}; logged once a minute per reason`));
+  private readonly tlsFailures = new HandshakeFailureLog((obj, msg) =>
+    this.log.warn(obj, `inbound ${msg}; logged once a minute per reason`),
+  );
   private resolveClosed!: () => void;
   /** settles once a drain (shutdown) or close finished */
   readonly closed: Promise<void> = new Promise((r) => (this.resolveClosed = r));
@@ -106,7 +107,7 @@ export class Proxy implements ListenerContext {
     let target: Proxy | null = null;
     let missed = false;
     const watcher =
-      opts.watch ?? true
+      (opts.watch ?? true)
         ? watchFiles(
             [opts.configFile],
             () => {
@@ -281,8 +282,16 @@ export class Proxy implements ListenerContext {
     for (const dir of ['inbound', 'outbound'] as const) {
       const have = dir === 'inbound' ? this.inbound : this.outbound;
       const want = next[dir];
-      if (have !== null && want !== null && want.listen.port !== 0 && !listenerChanged(have.address, want.listen) && tlsModeChanged(dir, cur, next)) {
-        return this.fail([`${file}: inbound.tls: turning TLS on or off or changing requireClientCert needs a new socket on ${formatAddress(want.listen)}, which is in use; restart to apply`]);
+      if (
+        have !== null &&
+        want !== null &&
+        want.listen.port !== 0 &&
+        !listenerChanged(have.address, want.listen) &&
+        tlsModeChanged(dir, cur, next)
+      ) {
+        return this.fail([
+          `${file}: inbound.tls: turning TLS on or off or changing requireClientCert needs a new socket on ${formatAddress(want.listen)}, which is in use; restart to apply`,
+        ]);
       }
     }
     let built;
@@ -342,7 +351,10 @@ export class Proxy implements ListenerContext {
         if (dir === 'inbound') this.inbound = repl;
         else this.outbound = repl;
         if (old !== null) {
-          this.log.info({ direction: dir, from: formatAddress(old.boundAddress ?? old.address), to: formatAddress(repl.boundAddress ?? repl.address) }, 'listener moved; draining the old socket');
+          this.log.info(
+            { direction: dir, from: formatAddress(old.boundAddress ?? old.address), to: formatAddress(repl.boundAddress ?? repl.address) },
+            'listener moved; draining the old socket',
+          );
           void old.drain(next.drain.timeout);
         }
       } else if (want === null && old !== null) {
@@ -356,12 +368,18 @@ export class Proxy implements ListenerContext {
     }
     this.own = null;
     if (listenerChanged(cur.admin.listen, next.admin.listen)) {
-      this.log.warn({ from: formatAddress(cur.admin.listen), to: formatAddress(next.admin.listen) }, 'admin.listen changed: takes effect on restart');
+      this.log.warn(
+        { from: formatAddress(cur.admin.listen), to: formatAddress(next.admin.listen) },
+        'admin.listen changed: takes effect on restart',
+      );
     }
     this.watcher?.setFiles([file, ...loaded.files]);
     this.metrics.configReloads.labels('success').inc();
     this.metrics.configLastReloadOk.set(1);
-    this.log.info({ reason, hash: loaded.hash, created: built.created.map((c) => c.name), dropped: built.dropped.map((c) => c.name) }, 'config reloaded');
+    this.log.info(
+      { reason, hash: loaded.hash, created: built.created.map((c) => c.name), dropped: built.dropped.map((c) => c.name) },
+      'config reloaded',
+    );
     return true;
   }
 
@@ -474,8 +492,8 @@ async function discard(fresh: readonly { l: Listener }[], built: BuildResult, pr
 
 function tlsModeChanged(dir: 'inbound' | 'outbound', a: Config, b: Config): boolean {
   if (dir !== 'inbound') return false;
-  return (a.inbound?.tls === null) !== (b.inbound?.tls === null) ||
-    (a.inbound?.tls?.requireClientCert ?? null) !== (b.inbound?.tls?.requireClientCert ?? null);
+  return (
+    (a.inbound?.tls === null) !== (b.inbound?.tls === null) ||
+    (a.inbound?.tls?.requireClientCert ?? null) !== (b.inbound?.tls?.requireClientCert ?? null)
+  );
 }
-
-

@@ -121,8 +121,7 @@ export async function buildRuntime(config: Config, prev: Runtime | null, deps: R
     }
     const appCluster = config.inbound === null ? null : await reuse(appClusterConfig(config.inbound), prev?.appCluster);
     const routes = config.outbound === null ? null : new RouteTable(config.outbound, clusters, deps.metrics);
-    const sameResolvers =
-      prev !== null && JSON.stringify(prev.config.resolver.servers) === JSON.stringify(config.resolver.servers);
+    const sameResolvers = prev !== null && JSON.stringify(prev.config.resolver.servers) === JSON.stringify(config.resolver.servers);
     const passthrough = sameResolvers && prev !== null ? prev.passthrough : new PassthroughPools(config.resolver.servers);
     const inbound = config.inbound;
     const m = deps.metrics;

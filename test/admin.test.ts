@@ -18,7 +18,12 @@ before(async () => {
   p = await startProxy(
     config(
       { inbound: up.port },
-      service('svc', up.port, { circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 20, window: '10s', resetTimeout: '30s' } }, { name: 'r' }),
+      service(
+        'svc',
+        up.port,
+        { circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 20, window: '10s', resetTimeout: '30s' } },
+        { name: 'r' },
+      ),
     ),
   );
 });
@@ -56,7 +61,10 @@ test('/config is the config in force as JSON; /clusters shows endpoints and brea
     clusters: Record<string, { circuitBreaker: string; endpoints: { address: string; healthy: boolean }[] }>;
   };
   assert.equal(cl.clusters['svc']?.circuitBreaker, 'closed');
-  assert.deepEqual(cl.clusters['svc']?.endpoints.map((e) => e.address), [`127.0.0.1:${up.port}`]);
+  assert.deepEqual(
+    cl.clusters['svc']?.endpoints.map((e) => e.address),
+    [`127.0.0.1:${up.port}`],
+  );
   assert.ok(cl.clusters['app'], 'the inbound app is listed as a cluster');
 });
 
@@ -66,7 +74,12 @@ test('/config after a reload naming TLS files shows their paths, never their con
   const leaf = await pki.issue('client', { uris: ['spiffe://cluster.local/ns/t/sa/client'] });
   const keyText = fs.readFileSync(leaf.key, 'utf8');
   const yaml = fs.readFileSync(p.file, 'utf8');
-  p.write(yaml.replace('clusters:\n', `clusters:\n  tlsc: { endpoints: ["127.0.0.1:1"], tls: { ca: ${pki.ca}, cert: ${leaf.cert}, key: ${leaf.key} } }\n`));
+  p.write(
+    yaml.replace(
+      'clusters:\n',
+      `clusters:\n  tlsc: { endpoints: ["127.0.0.1:1"], tls: { ca: ${pki.ca}, cert: ${leaf.cert}, key: ${leaf.key} } }\n`,
+    ),
+  );
   assert.equal(await p.proxy.reload('test'), true);
   const text = (await request(p.admin, { path: '/config' })).body.toString();
   assert.ok(text.includes(JSON.stringify(leaf.key)), 'the key path is shown');

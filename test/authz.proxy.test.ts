@@ -38,7 +38,19 @@ async function status(port: number, target: string): Promise<number> {
 
 test('deny /admin also stops /admin;x, /admin., /admin%20 and /public/..;/admin', async () => {
   await withInbound(false, async (port, seen) => {
-    for (const t of ['/admin', '/admin;x', '/admin;jsessionid=1/', '/admin.', '/admin..', '/admin%20', '/admin.%20', '/admin;x/users', '/public/..;/admin', '/admin./users', '/ad%6Din;']) {
+    for (const t of [
+      '/admin',
+      '/admin;x',
+      '/admin;jsessionid=1/',
+      '/admin.',
+      '/admin..',
+      '/admin%20',
+      '/admin.%20',
+      '/admin;x/users',
+      '/public/..;/admin',
+      '/admin./users',
+      '/ad%6Din;',
+    ]) {
       assert.equal(await status(port, t), 403, t);
     }
     assert.deepEqual(seen, [], 'nothing denied reached the app');

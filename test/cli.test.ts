@@ -168,7 +168,10 @@ test('an empty config file is one rule everywhere: validate and run refuse it as
   fs.writeFileSync(empty, '');
   const v = await cli(['validate', empty]);
   assert.equal(v.code, 1);
-  assert.equal(v.stdout, `${empty}:1:1: config file is empty; write {} for every default (and write config files atomically: temp file + rename)\n`);
+  assert.equal(
+    v.stdout,
+    `${empty}:1:1: config file is empty; write {} for every default (and write config files atomically: temp file + rename)\n`,
+  );
   const r = await cli(['run', '--config', empty]);
   assert.equal(r.code, 1);
   assert.ok(r.stderr.includes(`${empty}:1:1: config file is empty`), r.stderr);
@@ -179,14 +182,22 @@ test('an empty config file is one rule everywhere: validate and run refuse it as
 });
 
 test('run: $OUTRIGGER_CONFIG; SIGTERM drains (/ready 503, traffic served during the delay) and exits 0', async (t) => {
-  const { r, file, ports } = await launch(t, { drain: '{ delay: 2s, timeout: 5s }', args: () => [], env: (f) => ({ OUTRIGGER_CONFIG: f }) });
+  const { r, file, ports } = await launch(t, {
+    drain: '{ delay: 2s, timeout: 5s }',
+    args: () => [],
+    env: (f) => ({ OUTRIGGER_CONFIG: f }),
+  });
   assert.equal(r.logs.find((l) => l['msg'] === 'outrigger started')?.['config'], file);
   assert.equal((await request(ports.admin, { path: '/ready' })).status, 200);
   r.child.kill('SIGTERM');
   await r.waitLog((l) => l['msg'] === 'draining', 'draining');
   assert.equal((await request(ports.admin, { path: '/ready' })).status, 503);
   assert.equal((await request(ports.outbound, { headers: { host: 'svc' } })).status, 200);
-  assert.equal(r.logs.some((l) => l['msg'] === 'drain: listeners closing'), false, 'the checks above ran within drain.delay');
+  assert.equal(
+    r.logs.some((l) => l['msg'] === 'drain: listeners closing'),
+    false,
+    'the checks above ran within drain.delay',
+  );
   const exit = await r.exited;
   assert.deepEqual(exit, { code: 0, signal: null });
   assert.ok(r.logs.some((l) => l['msg'] === 'drained'));
@@ -218,7 +229,10 @@ test('run: a second SIGTERM during the drain exits at once', async (t) => {
   const exit = await r.exited;
   assert.equal(exit.signal, null, 'exited on its own, not killed');
   assert.ok(r.logs.some((l) => l['msg'] === 'second signal: exiting now'));
-  assert.equal(r.logs.some((l) => l['msg'] === 'drained'), false);
+  assert.equal(
+    r.logs.some((l) => l['msg'] === 'drained'),
+    false,
+  );
   // an exit at once still writes the access lines it had buffered
   assert.ok(r.logs.some((l) => l['msg'] === 'access' && l['path'] === '/before'));
 });
@@ -226,7 +240,8 @@ test('run: a second SIGTERM during the drain exits at once', async (t) => {
 test('run: SIGHUP reloads; an invalid file is logged with FILE:LINE:COL and the last good config keeps serving', async (t) => {
   const { r, svc, file, ports } = await launch(t, { args: (f) => ['--config', f] });
   const gen = async (): Promise<string> =>
-    (JSON.parse((await request(ports.outbound, { headers: { host: 'svc' } })).body.toString()) as { headers: Record<string, string> }).headers['x-gen']!;
+    (JSON.parse((await request(ports.outbound, { headers: { host: 'svc' } })).body.toString()) as { headers: Record<string, string> })
+      .headers['x-gen']!;
   assert.equal(await gen(), 'one');
 
   let mark = r.logs.length;
@@ -244,7 +259,10 @@ test('run: SIGHUP reloads; an invalid file is logged with FILE:LINE:COL and the 
   fs.writeFileSync(file, config(svc.port, 'three').replace('delay: 0s', 'delay: never'));
   r.child.kill('SIGHUP');
   const warn = await r.waitLog((l) => String(l['msg']).startsWith('config reload failed'), 'the reload failure', mark);
-  assert.match((warn['errors'] as string[])[0]!, new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: drain\\.delay: invalid duration`));
+  assert.match(
+    (warn['errors'] as string[])[0]!,
+    new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: drain\\.delay: invalid duration`),
+  );
   assert.equal(await gen(), 'two');
   assert.equal((await request(ports.admin, { path: '/ready' })).status, 200);
   const metrics = (await request(ports.admin, { path: '/metrics' })).body.toString();

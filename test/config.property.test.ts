@@ -47,12 +47,83 @@ test('arbitrary strings never throw and are reported well-formed', () => {
 });
 
 const YAML_TOKENS = [
-  'admin:', 'inbound:', 'outbound:', 'clusters:', 'resolver:', 'drain:', 'listen:', 'app:', 'routes:', 'name:',
-  'cluster:', 'split:', 'endpoints:', 'dns:', 'tls:', 'match:', 'path:', 'prefix:', 'regex:', 'host:', 'retries:',
-  'on:', 'weight:', 'servers:', 'timeout:', 'headers:', 'set:', 'x-a:', '<<:', 'c:', '\n', '\n  ', '\n    ', '  ',
-  ' ', '- ', '-', ':', ': ', '{', '}', '[', ']', ',', '"', "'", '&a ', '*a', '!!str ', '!!map ', '!x ', '---\n',
-  '...\n', '# c', '~', 'null', 'true', '0', '-1', '1.5', '5s', '1m30s', '127.0.0.1:15000', '[::1]:1', 'a:1', '/x',
-  '(', '\\', '\t', '\r', '\0', '? ', '|\n', '>\n', '%YAML 1.2\n', 'é', '€',
+  'admin:',
+  'inbound:',
+  'outbound:',
+  'clusters:',
+  'resolver:',
+  'drain:',
+  'listen:',
+  'app:',
+  'routes:',
+  'name:',
+  'cluster:',
+  'split:',
+  'endpoints:',
+  'dns:',
+  'tls:',
+  'match:',
+  'path:',
+  'prefix:',
+  'regex:',
+  'host:',
+  'retries:',
+  'on:',
+  'weight:',
+  'servers:',
+  'timeout:',
+  'headers:',
+  'set:',
+  'x-a:',
+  '<<:',
+  'c:',
+  '\n',
+  '\n  ',
+  '\n    ',
+  '  ',
+  ' ',
+  '- ',
+  '-',
+  ':',
+  ': ',
+  '{',
+  '}',
+  '[',
+  ']',
+  ',',
+  '"',
+  "'",
+  '&a ',
+  '*a',
+  '!!str ',
+  '!!map ',
+  '!x ',
+  '---\n',
+  '...\n',
+  '# c',
+  '~',
+  'null',
+  'true',
+  '0',
+  '-1',
+  '1.5',
+  '5s',
+  '1m30s',
+  '127.0.0.1:15000',
+  '[::1]:1',
+  'a:1',
+  '/x',
+  '(',
+  '\\',
+  '\t',
+  '\r',
+  '\0',
+  '? ',
+  '|\n',
+  '>\n',
+  '%YAML 1.2\n',
+  'é',
+  '€',
 ];
 
 test('YAML-ish token soup never throws and is reported well-formed', () => {
@@ -134,49 +205,53 @@ const healthCheck = fc.record(
   { requiredKeys: [] },
 );
 
-const clusterTls = fc.record(
-  {
-    ca: opt(filePath),
-    pair: opt(fc.tuple(filePath, filePath)),
-    serverName: opt(domain),
-    principals: opt(fc.array(fc.constantFrom('spiffe://cluster.local/ns/a/sa/b', '*'), { minLength: 1, maxLength: 2 })),
-  },
-  { requiredKeys: [] },
-).map(({ pair, ...rest }) => (pair === undefined ? rest : { ...rest, cert: pair[0], key: pair[1] }));
+const clusterTls = fc
+  .record(
+    {
+      ca: opt(filePath),
+      pair: opt(fc.tuple(filePath, filePath)),
+      serverName: opt(domain),
+      principals: opt(fc.array(fc.constantFrom('spiffe://cluster.local/ns/a/sa/b', '*'), { minLength: 1, maxLength: 2 })),
+    },
+    { requiredKeys: [] },
+  )
+  .map(({ pair, ...rest }) => (pair === undefined ? rest : { ...rest, cert: pair[0], key: pair[1] }));
 
-const cluster = fc.record(
-  {
-    discovery: fc.oneof(
-      fc.record({ endpoints: fc.uniqueArray(address, { minLength: 1, maxLength: 4 }) }),
-      fc.record({ dns: fc.record({ name: domain, port: fc.integer({ min: 1, max: 65535 }), refresh: opt(dur(1)) }) }),
-    ),
-    balancing: fc.oneof(
-      fc.record({ loadBalancer: fc.constant('ring-hash'), hashOn: opt(fc.record({ header: headerName })) }),
-      fc.record({ loadBalancer: opt(fc.constantFrom('round-robin', 'least-request', 'random')) }),
-    ),
-    connectTimeout: opt(dur()),
-    maxConnectionsPerEndpoint: opt(fc.integer({ min: 1, max: 1024 })),
-    maxPending: opt(fc.integer({ min: 1, max: 100000 })),
-    healthCheck: opt(healthCheck),
-    outlierDetection: opt(
-      fc.record(
-        { consecutiveErrors: fc.integer({ min: 1, max: 100 }), ejectionTime: dur(1), maxEjectionPercent: percent },
-        { requiredKeys: [] },
+const cluster = fc
+  .record(
+    {
+      discovery: fc.oneof(
+        fc.record({ endpoints: fc.uniqueArray(address, { minLength: 1, maxLength: 4 }) }),
+        fc.record({ dns: fc.record({ name: domain, port: fc.integer({ min: 1, max: 65535 }), refresh: opt(dur(1)) }) }),
       ),
-    ),
-    circuitBreaker: opt(
-      fc.record(
-        { errorThresholdPercentage: percent, volumeThreshold: fc.integer({ min: 1, max: 100 }), window: dur(1), resetTimeout: dur(1) },
-        { requiredKeys: [] },
+      balancing: fc.oneof(
+        fc.record({ loadBalancer: fc.constant('ring-hash'), hashOn: opt(fc.record({ header: headerName })) }),
+        fc.record({ loadBalancer: opt(fc.constantFrom('round-robin', 'least-request', 'random')) }),
       ),
-    ),
-    retryBudget: opt(
-      fc.record({ ratio: fc.integer({ min: 0, max: 100 }).map((x) => x / 100), minPerSecond: fc.nat(100) }, { requiredKeys: [] }),
-    ),
-    tls: opt(clusterTls),
-  },
-  { requiredKeys: ['discovery', 'balancing'] },
-).map(({ discovery, balancing, ...rest }) => ({ ...discovery, ...balancing, ...rest }));
+      connectTimeout: opt(dur()),
+      maxConnectionsPerEndpoint: opt(fc.integer({ min: 1, max: 1024 })),
+      maxPending: opt(fc.integer({ min: 1, max: 100000 })),
+      healthCheck: opt(healthCheck),
+      outlierDetection: opt(
+        fc.record(
+          { consecutiveErrors: fc.integer({ min: 1, max: 100 }), ejectionTime: dur(1), maxEjectionPercent: percent },
+          { requiredKeys: [] },
+        ),
+      ),
+      circuitBreaker: opt(
+        fc.record(
+          { errorThresholdPercentage: percent, volumeThreshold: fc.integer({ min: 1, max: 100 }), window: dur(1), resetTimeout: dur(1) },
+          { requiredKeys: [] },
+        ),
+      ),
+      retryBudget: opt(
+        fc.record({ ratio: fc.integer({ min: 0, max: 100 }).map((x) => x / 100), minPerSecond: fc.nat(100) }, { requiredKeys: [] }),
+      ),
+      tls: opt(clusterTls),
+    },
+    { requiredKeys: ['discovery', 'balancing'] },
+  )
+  .map(({ discovery, balancing, ...rest }) => ({ ...discovery, ...balancing, ...rest }));
 
 function route(clusters: readonly string[], index: number): fc.Arbitrary<Record<string, unknown>> {
   const clusterName = fc.constantFrom(...clusters);
@@ -199,7 +274,18 @@ function route(clusters: readonly string[], index: number): fc.Arbitrary<Record<
         match: opt(
           fc.record(
             {
-              host: opt(fc.oneof(domain, fc.array(fc.oneof(domain, domain.map((d) => `*.${d}`)), { minLength: 1, maxLength: 3 }))),
+              host: opt(
+                fc.oneof(
+                  domain,
+                  fc.array(
+                    fc.oneof(
+                      domain,
+                      domain.map((d) => `*.${d}`),
+                    ),
+                    { minLength: 1, maxLength: 3 },
+                  ),
+                ),
+              ),
               path: opt(pathMatch),
               methods: opt(fc.array(method, { minLength: 1, maxLength: 3 })),
               headers: opt(fc.dictionary(headerName, headerValue, { maxKeys: 3 })),
@@ -260,7 +346,10 @@ const inbound = fc.record(
     maxConcurrent: fc.integer({ min: 1, max: 100000 }),
     rateLimit,
     tls: fc.oneof(
-      fc.record({ cert: filePath, key: filePath, ca: filePath, requireClientCert: fc.constant(true) }, { requiredKeys: ['cert', 'key', 'ca'] }),
+      fc.record(
+        { cert: filePath, key: filePath, ca: filePath, requireClientCert: fc.constant(true) },
+        { requiredKeys: ['cert', 'key', 'ca'] },
+      ),
       fc.record({ cert: filePath, key: filePath, requireClientCert: fc.constant(false) }),
     ),
     authorization: fc.record(
@@ -272,7 +361,13 @@ const inbound = fc.record(
             {
               action: fc.constantFrom('allow', 'deny'),
               principals: fc.array(fc.constantFrom('*', 'spiffe://cluster.local/ns/shop/sa/web'), { minLength: 1, maxLength: 2 }),
-              paths: fc.array(fc.oneof(absPath, absPath.map((p) => `${p}*`)), { minLength: 1, maxLength: 2 }),
+              paths: fc.array(
+                fc.oneof(
+                  absPath,
+                  absPath.map((p) => `${p}*`),
+                ),
+                { minLength: 1, maxLength: 2 },
+              ),
               methods: fc.array(method, { minLength: 1, maxLength: 2 }),
             },
             { requiredKeys: ['action'] },
@@ -308,7 +403,17 @@ const validConfig = fc
           ),
         ),
         clusters: fc.tuple(...names.map(() => cluster)).map((cs) => Object.fromEntries(names.map((n, i) => [n, cs[i]]))),
-        resolver: opt(fc.record({ servers: fc.array(fc.oneof(fc.ipV4(), fc.ipV4().map((ip) => `${ip}:53`)), { minLength: 1, maxLength: 3 }) })),
+        resolver: opt(
+          fc.record({
+            servers: fc.array(
+              fc.oneof(
+                fc.ipV4(),
+                fc.ipV4().map((ip) => `${ip}:53`),
+              ),
+              { minLength: 1, maxLength: 3 },
+            ),
+          }),
+        ),
         drain: opt(fc.record({ delay: dur(), timeout: dur() }, { requiredKeys: [] })),
       },
       { requiredKeys: ['clusters'] },
@@ -366,13 +471,21 @@ test('mutated valid configs never throw and are reported well-formed', () => {
 test('an unknown top-level key always fails, naming the key', () => {
   const top = new Set(['admin', 'inbound', 'outbound', 'clusters', 'resolver', 'drain', '<<']);
   fc.assert(
-    fc.property(validConfig, fc.string({ minLength: 1, maxLength: 12 }).filter((k) => !top.has(k)), (obj, key) => {
-      const withKey = { ...(obj as object) };
-      Object.defineProperty(withKey, key, { value: 1, enumerable: true, writable: true, configurable: true });
-      const r = checked(stringify(withKey));
-      assert.equal(r.ok, false);
-      if (!r.ok) assert.ok(r.problems.some((p) => p.message.startsWith(`unknown key ${JSON.stringify(key)} at top level`)), formatProblem(r.problems[0]!));
-    }),
+    fc.property(
+      validConfig,
+      fc.string({ minLength: 1, maxLength: 12 }).filter((k) => !top.has(k)),
+      (obj, key) => {
+        const withKey = { ...(obj as object) };
+        Object.defineProperty(withKey, key, { value: 1, enumerable: true, writable: true, configurable: true });
+        const r = checked(stringify(withKey));
+        assert.equal(r.ok, false);
+        if (!r.ok)
+          assert.ok(
+            r.problems.some((p) => p.message.startsWith(`unknown key ${JSON.stringify(key)} at top level`)),
+            formatProblem(r.problems[0]!),
+          );
+      },
+    ),
     { numRuns: 100 },
   );
 });

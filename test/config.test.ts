@@ -446,7 +446,9 @@ describe('defaults and normalization', () => {
 
   test('a route without a timeout takes outbound.timeout; 0 means none', () => {
     assert.equal(route('').timeout, 15000);
-    const c = config('outbound:\n  timeout: 2s\n  routes: [{ name: r, cluster: c }, { name: s, cluster: c, timeout: 0 }]\nclusters: { c: { endpoints: ["a:1"] } }\n');
+    const c = config(
+      'outbound:\n  timeout: 2s\n  routes: [{ name: r, cluster: c }, { name: s, cluster: c, timeout: 0 }]\nclusters: { c: { endpoints: ["a:1"] } }\n',
+    );
     assert.equal(c.outbound?.routes[0]?.timeout, 2000);
     assert.equal(c.outbound?.routes[1]?.timeout, 0);
   });
@@ -467,7 +469,9 @@ describe('defaults and normalization', () => {
       backoff: { base: 25, max: 250 },
       nonIdempotent: false,
     });
-    const c = config('outbound:\nclusters:\n  c:\n    endpoints: ["a:1"]\n    healthCheck:\n    outlierDetection: {}\n    circuitBreaker: {}\n');
+    const c = config(
+      'outbound:\nclusters:\n  c:\n    endpoints: ["a:1"]\n    healthCheck:\n    outlierDetection: {}\n    circuitBreaker: {}\n',
+    );
     assert.notEqual(c.outbound, null);
     const cl = c.clusters['c']!;
     assert.deepEqual(cl.healthCheck, { path: '/healthz', interval: 5000, timeout: 1000, unhealthyThreshold: 3, healthyThreshold: 2 });
@@ -489,7 +493,11 @@ describe('defaults and normalization', () => {
     assert.equal(c.inbound?.rateLimit, null);
     assert.equal(c.inbound?.authorization, null);
     assert.deepEqual(c.inbound?.tls, { cert: '/cfg/c', key: '/cfg/k', ca: '/cfg/ca', requireClientCert: true });
-    assert.deepEqual(config('inbound: { app: "a:1", authorization: {} }').inbound?.authorization, { default: 'allow', ignoreCase: false, rules: [] });
+    assert.deepEqual(config('inbound: { app: "a:1", authorization: {} }').inbound?.authorization, {
+      default: 'allow',
+      ignoreCase: false,
+      rules: [],
+    });
   });
 
   test('rate limit burst defaults to max(1, requestsPerSecond)', () => {
@@ -521,7 +529,9 @@ describe('defaults and normalization', () => {
   });
 
   test('an empty endpoint list item and a null list are reported, not skipped', () => {
-    assert.deepEqual(problems('clusters:\n  c:\n    endpoints:\n      -\n'), ['FILE:4:8: clusters.c.endpoints[0]: expected an address (host:port), got nothing']);
+    assert.deepEqual(problems('clusters:\n  c:\n    endpoints:\n      -\n'), [
+      'FILE:4:8: clusters.c.endpoints[0]: expected an address (host:port), got nothing',
+    ]);
   });
 
   test('odd names stay own properties (no prototype pollution)', () => {
@@ -532,7 +542,9 @@ describe('defaults and normalization', () => {
     assert.equal(Object.getPrototypeOf(c.clusters), Object.prototype);
     assert.deepEqual(Object.keys(c.clusters), ['__proto__', 'constructor']);
     assert.ok(Object.hasOwn(c.outbound!.routes[0]!.match.headers!, '__proto__'));
-    assert.deepEqual(problems('outbound:\n  routes: [{ name: r, cluster: toString }]\n'), ['FILE:2:32: outbound.routes[0].cluster: unknown cluster "toString"']);
+    assert.deepEqual(problems('outbound:\n  routes: [{ name: r, cluster: toString }]\n'), [
+      'FILE:2:32: outbound.routes[0].cluster: unknown cluster "toString"',
+    ]);
   });
 
   test('listeners: port 0 never conflicts; 0.0.0.0 takes the port on IPv4 addresses, :: on all', () => {
@@ -700,14 +712,19 @@ describe('renderConfig', () => {
   });
 
   test('rendered config written back as YAML loads to the same Config', async () => {
-    for (const file of [path.join(VALID, 'contract.yaml'), path.join(VALID, 'every-key.yaml'), path.join(ROOT, 'config', 'outrigger.yaml')]) {
+    for (const file of [
+      path.join(VALID, 'contract.yaml'),
+      path.join(VALID, 'every-key.yaml'),
+      path.join(ROOT, 'config', 'outrigger.yaml'),
+    ]) {
       const c = ok(await loadConfigFile(file)).config;
       const again = config(stringify(renderConfig(c)), file);
       // Redaction is the one lossy step: compare with the secrets replaced.
       const redacted = JSON.parse(JSON.stringify(c)) as { outbound: { routes: RouteConfig[] } | null };
       for (const r of redacted.outbound?.routes ?? []) {
         for (const h of [r.headers.request.set, r.headers.response.set, r.match.headers ?? {}] as Record<string, string>[]) {
-          for (const k of Object.keys(h)) if (['authorization', 'proxy-authorization', 'cookie', 'set-cookie'].includes(k)) h[k] = '[redacted]';
+          for (const k of Object.keys(h))
+            if (['authorization', 'proxy-authorization', 'cookie', 'set-cookie'].includes(k)) h[k] = '[redacted]';
         }
       }
       assert.deepEqual(again, redacted, file);

@@ -22,7 +22,12 @@ interface Started {
   port: number;
 }
 
-async function start(t: TestContext, handler: Handler, opts: ConnectionTrackerOptions = {}, server?: http.Server | https.Server): Promise<Started> {
+async function start(
+  t: TestContext,
+  handler: Handler,
+  opts: ConnectionTrackerOptions = {},
+  server?: http.Server | https.Server,
+): Promise<Started> {
   // Once a drain has closed the listening socket, the client's pooled keep-alive sockets are
   // unref'd and nothing else holds the event loop open while a test awaits their FIN; node:test
   // would then cancel the test ("event loop has already resolved"). In the proxy other handles keep
@@ -118,29 +123,33 @@ test('a request in flight when the drain starts completes with 200 and connectio
   assert.equal(tracker.inFlight, 0);
 });
 
-test('a response whose head was sent as keep-alive before the drain is completed, then its socket closed', { timeout: 15_000 }, async (t) => {
-  const p = parking();
-  const { tracker, port } = await start(t, p.handler);
-  const agent = keepAliveAgent(t);
-  const head = new Promise<http.IncomingMessage>((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: '/slow', agent }, resolve).on('error', reject);
-  });
-  const res = await p.arrived();
-  res.writeHead(200, { 'content-type': 'text/plain' });
-  res.write('part 1, ');
-  const msg = await head;
-  assert.equal(msg.headers.connection, 'keep-alive');
-  const socket = msg.socket;
-  const drained = tracker.drain(60_000);
-  res.end('part 2');
-  let body = '';
-  msg.setEncoding('utf8');
-  for await (const chunk of msg) body += chunk as string;
-  assert.equal(body, 'part 1, part 2');
-  await closed(socket);
-  await drained;
-  assert.equal(tracker.size, 0);
-});
+test(
+  'a response whose head was sent as keep-alive before the drain is completed, then its socket closed',
+  { timeout: 15_000 },
+  async (t) => {
+    const p = parking();
+    const { tracker, port } = await start(t, p.handler);
+    const agent = keepAliveAgent(t);
+    const head = new Promise<http.IncomingMessage>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: '/slow', agent }, resolve).on('error', reject);
+    });
+    const res = await p.arrived();
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.write('part 1, ');
+    const msg = await head;
+    assert.equal(msg.headers.connection, 'keep-alive');
+    const socket = msg.socket;
+    const drained = tracker.drain(60_000);
+    res.end('part 2');
+    let body = '';
+    msg.setEncoding('utf8');
+    for await (const chunk of msg) body += chunk as string;
+    assert.equal(body, 'part 1, part 2');
+    await closed(socket);
+    await drained;
+    assert.equal(tracker.size, 0);
+  },
+);
 
 test('idle keep-alive sockets are closed as soon as the drain starts', { timeout: 15_000 }, async (t) => {
   const p = parking();
@@ -157,24 +166,28 @@ test('idle keep-alive sockets are closed as soon as the drain starts', { timeout
   assert.equal(tracker.size, 0);
 });
 
-test('a connection accepted before the drain but without a request yet is served once, with connection: close', { timeout: 15_000 }, async (t) => {
-  const p = parking();
-  const { tracker, port } = await start(t, p.handler);
-  const socket = net.connect(port, '127.0.0.1');
-  t.after(() => socket.destroy());
-  await once(socket, 'connect');
-  while (tracker.size < 1) await new Promise((resolve) => setImmediate(resolve));
-  const drained = tracker.drain(60_000);
-  let data = '';
-  socket.setEncoding('utf8');
-  socket.on('data', (d: string) => (data += d));
-  socket.write('GET /late HTTP/1.1\r\nHost: x\r\n\r\n');
-  await closed(socket);
-  assert.match(data, /^HTTP\/1\.1 200 OK\r\n/);
-  assert.match(data, /\r\nConnection: close\r\n/i);
-  assert.match(data, /\r\n\r\nok$/);
-  await drained;
-});
+test(
+  'a connection accepted before the drain but without a request yet is served once, with connection: close',
+  { timeout: 15_000 },
+  async (t) => {
+    const p = parking();
+    const { tracker, port } = await start(t, p.handler);
+    const socket = net.connect(port, '127.0.0.1');
+    t.after(() => socket.destroy());
+    await once(socket, 'connect');
+    while (tracker.size < 1) await new Promise((resolve) => setImmediate(resolve));
+    const drained = tracker.drain(60_000);
+    let data = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => (data += d));
+    socket.write('GET /late HTTP/1.1\r\nHost: x\r\n\r\n');
+    await closed(socket);
+    assert.match(data, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(data, /\r\nConnection: close\r\n/i);
+    assert.match(data, /\r\n\r\nok$/);
+    await drained;
+  },
+);
 
 test('new connections are refused once the drain has started', { timeout: 15_000 }, async (t) => {
   const p = parking();
@@ -314,51 +327,55 @@ test('tracked tunnel sockets stay open through the drain and are destroyed at th
   assert.equal(straggler.destroyed, true);
 });
 
-test('over TLS: the in-flight request gets connection: close; sockets still in the handshake are cut at the deadline', { timeout: 15_000 }, async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'outrigger-conn-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const pki = await makePki(dir);
-  const leaf = await pki.issue('server', { dns: ['localhost'], ips: ['127.0.0.1'] });
-  const server = https.createServer({ cert: fs.readFileSync(leaf.cert), key: fs.readFileSync(leaf.key) });
-  const p = parking();
-  const { tracker, port } = await start(t, p.handler, {}, server);
-  const ca = fs.readFileSync(pki.ca);
-  // Two agents: one keeps an idle pooled connection, the other carries the slow request (one
-  // agent would reuse the idle connection for it).
-  const idleAgent = new https.Agent({ keepAlive: true, ca });
-  const busyAgent = new https.Agent({ keepAlive: true, ca });
-  t.after(() => {
-    idleAgent.destroy();
-    busyAgent.destroy();
-  });
+test(
+  'over TLS: the in-flight request gets connection: close; sockets still in the handshake are cut at the deadline',
+  { timeout: 15_000 },
+  async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'outrigger-conn-'));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const pki = await makePki(dir);
+    const leaf = await pki.issue('server', { dns: ['localhost'], ips: ['127.0.0.1'] });
+    const server = https.createServer({ cert: fs.readFileSync(leaf.cert), key: fs.readFileSync(leaf.key) });
+    const p = parking();
+    const { tracker, port } = await start(t, p.handler, {}, server);
+    const ca = fs.readFileSync(pki.ca);
+    // Two agents: one keeps an idle pooled connection, the other carries the slow request (one
+    // agent would reuse the idle connection for it).
+    const idleAgent = new https.Agent({ keepAlive: true, ca });
+    const busyAgent = new https.Agent({ keepAlive: true, ca });
+    t.after(() => {
+      idleAgent.destroy();
+      busyAgent.destroy();
+    });
 
-  const idle = await get(port, idleAgent, '/warm', true);
-  assert.equal(idle.headers.connection, 'keep-alive');
-  const reply = get(port, busyAgent, '/slow', true);
-  const res = await p.arrived();
-  // A raw TCP connection that never starts TLS: counted, and only the deadline ends it.
-  const silent = net.connect(port, '127.0.0.1');
-  t.after(() => silent.destroy());
-  await once(silent, 'connect');
-  while (tracker.size < 3) await new Promise((resolve) => setImmediate(resolve));
+    const idle = await get(port, idleAgent, '/warm', true);
+    assert.equal(idle.headers.connection, 'keep-alive');
+    const reply = get(port, busyAgent, '/slow', true);
+    const res = await p.arrived();
+    // A raw TCP connection that never starts TLS: counted, and only the deadline ends it.
+    const silent = net.connect(port, '127.0.0.1');
+    t.after(() => silent.destroy());
+    await once(silent, 'connect');
+    while (tracker.size < 3) await new Promise((resolve) => setImmediate(resolve));
 
-  mock.timers.enable({ apis: ['setTimeout'] });
-  t.after(() => mock.timers.reset());
-  const drained = tracker.drain(20_000);
-  await closed(idle.socket); // the idle TLS keep-alive connection goes at once
-  res.end('tls done');
-  const r = await reply;
-  assert.equal(r.status, 200);
-  assert.equal(r.body, 'tls done');
-  assert.equal(r.headers.connection, 'close');
-  await closed(r.socket);
-  while (tracker.size > 1) await new Promise((resolve) => setImmediate(resolve));
-  assert.equal(silent.destroyed, false, 'a connection without a request is not cut before the deadline');
-  mock.timers.tick(20_000);
-  await drained;
-  await closed(silent);
-  assert.equal(tracker.size, 0);
-});
+    mock.timers.enable({ apis: ['setTimeout'] });
+    t.after(() => mock.timers.reset());
+    const drained = tracker.drain(20_000);
+    await closed(idle.socket); // the idle TLS keep-alive connection goes at once
+    res.end('tls done');
+    const r = await reply;
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'tls done');
+    assert.equal(r.headers.connection, 'close');
+    await closed(r.socket);
+    while (tracker.size > 1) await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(silent.destroyed, false, 'a connection without a request is not cut before the deadline');
+    mock.timers.tick(20_000);
+    await drained;
+    await closed(silent);
+    assert.equal(tracker.size, 0);
+  },
+);
 
 test('settled() waits for the requests in flight at the call, not for later ones', { timeout: 15_000 }, async (t) => {
   const p = parking();

@@ -41,7 +41,14 @@ test('renderSidecar summarises requests, retries, errors, breakers and ejections
     'outrigger_circuit_breaker_state{cluster="c"} 0',
   ].join('\n');
   const clusters = JSON.stringify({
-    clusters: { c: { endpoints: [{ address: '127.0.0.1:1', ejected: true, healthy: true }, { address: '127.0.0.1:2', ejected: false, healthy: true }] } },
+    clusters: {
+      c: {
+        endpoints: [
+          { address: '127.0.0.1:1', ejected: true, healthy: true },
+          { address: '127.0.0.1:2', ejected: false, healthy: true },
+        ],
+      },
+    },
   });
   assert.equal(
     renderSidecar('svc', metrics, clusters),

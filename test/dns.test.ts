@@ -225,11 +225,7 @@ describe('passthrough lookup through the configured resolver', () => {
     await dns.close();
   });
 
-  const lookupP = (
-    fn: ReturnType<typeof createLookup>,
-    name: string,
-    opts: { family?: number; all?: boolean },
-  ): Promise<unknown> =>
+  const lookupP = (fn: ReturnType<typeof createLookup>, name: string, opts: { family?: number; all?: boolean }): Promise<unknown> =>
     new Promise((resolve, reject) =>
       fn(name, opts, (err, address, family) => (err ? reject(err) : resolve(opts.all ? address : { address, family }))),
     );

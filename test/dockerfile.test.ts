@@ -51,8 +51,14 @@ test('multi-stage build on a pinned current Node LTS slim image', () => {
     assert.match(ref, /^node:24(\.\d+)*-(bookworm-)?slim$/, `line ${s.line}: ${ref}`);
     assert.doesNotMatch(ref, /:latest$|^[^:]+$/, 'no latest or untagged images');
   }
-  assert.ok(INS.some((i) => i.op === 'RUN' && /npm ci(?!.*--omit=dev)/.test(i.args)), 'a build stage installs dev dependencies');
-  assert.ok(INS.some((i) => i.op === 'RUN' && /npm ci .*--omit=dev/.test(i.args)), 'production dependencies only');
+  assert.ok(
+    INS.some((i) => i.op === 'RUN' && /npm ci(?!.*--omit=dev)/.test(i.args)),
+    'a build stage installs dev dependencies',
+  );
+  assert.ok(
+    INS.some((i) => i.op === 'RUN' && /npm ci .*--omit=dev/.test(i.args)),
+    'production dependencies only',
+  );
   assert.ok(INS.some((i) => i.op === 'RUN' && /npm run build/.test(i.args)));
   // The runtime stage copies node_modules from the production-only stage, not from the build.
   const copies = last.filter((i) => i.op === 'COPY' && i.args.includes('node_modules'));
@@ -60,10 +66,15 @@ test('multi-stage build on a pinned current Node LTS slim image', () => {
   const from = /--from=(\S+)/.exec(copies[0]!.args)?.[1];
   const prodStage = stages.find((s) => s.args.endsWith(` AS ${from}`) || s.args.endsWith(` as ${from}`));
   assert.ok(prodStage, 'node_modules comes from a named stage');
-  const prodRuns = INS.slice(INS.indexOf(prodStage), INS.indexOf(stages[stages.indexOf(prodStage) + 1]!))
-    .filter((i) => i.op === 'RUN');
-  assert.ok(prodRuns.every((i) => !/npm ci(?!.*--omit=dev)/.test(i.args)), 'that stage never installs dev dependencies');
-  assert.ok(last.some((i) => i.op === 'COPY' && /--from=\S+ \S*dist/.test(i.args)), 'dist comes from the build stage');
+  const prodRuns = INS.slice(INS.indexOf(prodStage), INS.indexOf(stages[stages.indexOf(prodStage) + 1]!)).filter((i) => i.op === 'RUN');
+  assert.ok(
+    prodRuns.every((i) => !/npm ci(?!.*--omit=dev)/.test(i.args)),
+    'that stage never installs dev dependencies',
+  );
+  assert.ok(
+    last.some((i) => i.op === 'COPY' && /--from=\S+ \S*dist/.test(i.args)),
+    'dist comes from the build stage',
+  );
   assert.ok(!last.some((i) => i.op === 'COPY' && /^src\b/.test(i.args)), 'no TypeScript in the runtime image');
 });
 
@@ -76,8 +87,17 @@ test('runtime: UID 1337, tini as PID 1, ports, config path, memory flags, iptabl
   assert.deepEqual(argv.slice(0, 2), ['/usr/bin/tini', '--'], 'tini forwards SIGTERM to node and reaps probes');
   assert.ok(argv.includes('/app/dist/cli.js'));
   assert.ok(last.some((i) => i.op === 'RUN' && /apt-get install[^&]*\btini\b/.test(i.args) && /\biptables\b/.test(i.args)));
-  assert.deepEqual(last.find((i) => i.op === 'EXPOSE')?.args.split(/\s+/).sort(), ['15000', '15001', '15006']);
-  const env = last.filter((i) => i.op === 'ENV').map((i) => i.args).join(' ');
+  assert.deepEqual(
+    last
+      .find((i) => i.op === 'EXPOSE')
+      ?.args.split(/\s+/)
+      .sort(),
+    ['15000', '15001', '15006'],
+  );
+  const env = last
+    .filter((i) => i.op === 'ENV')
+    .map((i) => i.args)
+    .join(' ');
   assert.match(env, /OUTRIGGER_CONFIG=\/etc\/outrigger\/outrigger\.yaml/);
   assert.match(env, /NODE_OPTIONS="[^"]*--max-old-space-size=\d+/);
   assert.match(env, /NODE_OPTIONS="[^"]*--max-semi-space-size=\d+/);
@@ -95,10 +115,11 @@ test('runtime: UID 1337, tini as PID 1, ports, config path, memory flags, iptabl
 
 test('.dockerignore keeps the context small but keeps what the Dockerfile copies', () => {
   const ignore = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8')
-    .split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
   for (const p of ['node_modules', 'dist', '.git']) assert.ok(ignore.includes(p), p);
-  const copied = INS.filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))
-    .flatMap((i) => i.args.split(/\s+/).slice(0, -1));
+  const copied = INS.filter((i) => i.op === 'COPY' && !i.args.startsWith('--from')).flatMap((i) => i.args.split(/\s+/).slice(0, -1));
   for (const src of copied) {
     assert.ok(existsSync(path.join(ROOT, src)) || src === 'config', `${src} exists`);
     assert.ok(!ignore.some((p) => src === p || src.startsWith(`${p}/`)), `${src} is not ignored`);

@@ -69,7 +69,9 @@ test('/ready: 503 until every DNS cluster answered once, then 200', async (t) =>
   const dns = await startDnsServer();
   const up = await startUpstream();
   dns.fail(true, 'drop');
-  const p = await startProxy(config({ routes: [route('d')], clusters: { d: { dns: { name: 'd.test', port: up.port, refresh: '5s' } } }, resolver: dns.port }));
+  const p = await startProxy(
+    config({ routes: [route('d')], clusters: { d: { dns: { name: 'd.test', port: up.port, refresh: '5s' } } }, resolver: dns.port }),
+  );
   t.after(async () => {
     await p.close();
     await Promise.all([dns.close(), up.close()]);
@@ -87,7 +89,9 @@ test('/ready: 503 until every DNS cluster answered once, then 200', async (t) =>
 test('/ready: a DNS cluster that failed its first resolution does not hold readiness', async (t) => {
   const dns = await startDnsServer();
   dns.fail(true, 'servfail');
-  const p = await startProxy(config({ routes: [route('d')], clusters: { d: { dns: { name: 'd.test', port: 80, refresh: '5s' } } }, resolver: dns.port }));
+  const p = await startProxy(
+    config({ routes: [route('d')], clusters: { d: { dns: { name: 'd.test', port: 80, refresh: '5s' } } }, resolver: dns.port }),
+  );
   t.after(async () => {
     await p.close();
     await dns.close();
@@ -126,7 +130,11 @@ test('shutdown: /ready 503 at once; both listeners keep serving during drain.del
   // A second shutdown (a second POST /shutdown, SIGTERM after /shutdown) changes nothing.
   p.proxy.shutdown('again');
   assert.equal(p.logs.filter((l) => l['msg'] === 'draining').length, 1);
-  assert.equal(p.logs.some((l) => l['msg'] === 'drain: listeners closing'), false, 'still in the delay');
+  assert.equal(
+    p.logs.some((l) => l['msg'] === 'drain: listeners closing'),
+    false,
+    'still in the delay',
+  );
 });
 
 test('after the delay: stop accepting, close idle keep-alive, finish the slow in-flight request with Connection: close', async (t) => {

@@ -231,10 +231,15 @@ describe('HealthChecker thresholds (virtual time, stub probe)', () => {
     const ep = new Endpoint({ host: '127.0.0.1', port: 1 }, pool);
     let calls = 0;
     let release: (v: boolean) => void = () => {};
-    const hc = new HealthChecker(CFG, () => [ep], () => {}, () => {
-      calls++;
-      return new Promise<boolean>((r) => (release = r));
-    });
+    const hc = new HealthChecker(
+      CFG,
+      () => [ep],
+      () => {},
+      () => {
+        calls++;
+        return new Promise<boolean>((r) => (release = r));
+      },
+    );
     try {
       hc.start();
       for (let k = 0; k < 5; k++) mock.timers.tick(1100);

@@ -24,7 +24,11 @@ describe('OutlierDetector', () => {
   let d: OutlierDetector;
   const make = (cfg: OutlierDetectionConfig = CFG, n = 4) => {
     eps = endpoints(n);
-    d = new OutlierDetector(cfg, () => eps, (ep, ejected) => events.push(`${ep.key} ${ejected ? 'out' : 'in'}`));
+    d = new OutlierDetector(
+      cfg,
+      () => eps,
+      (ep, ejected) => events.push(`${ep.key} ${ejected ? 'out' : 'in'}`),
+    );
   };
   const fail = (ep: Endpoint, n: number) => {
     for (let i = 0; i < n; i++) d.onFailure(ep);
@@ -99,7 +103,10 @@ describe('OutlierDetector', () => {
     fail(eps[0]!, 3);
     fail(eps[1]!, 3);
     fail(eps[2]!, 3);
-    assert.deepEqual(eps.map((e) => e.ejected), [true, true, false, false]);
+    assert.deepEqual(
+      eps.map((e) => e.ejected),
+      [true, true, false, false],
+    );
     assert.equal(eps[2]!.ejections, 0);
     assert.equal(d.ejectedCount, 2);
     mock.timers.tick(30_000); // both come back
@@ -124,12 +131,18 @@ describe('OutlierDetector', () => {
     make({ ...CFG, maxEjectionPercent: 10 }, 2);
     fail(eps[0]!, 3);
     fail(eps[1]!, 3);
-    assert.deepEqual(eps.map((e) => e.ejected), [false, false]);
+    assert.deepEqual(
+      eps.map((e) => e.ejected),
+      [false, false],
+    );
     d.stop();
     make(CFG, 3);
     fail(eps[0]!, 3);
     fail(eps[1]!, 3);
-    assert.deepEqual(eps.map((e) => e.ejected), [true, false, false]);
+    assert.deepEqual(
+      eps.map((e) => e.ejected),
+      [true, false, false],
+    );
   });
 
   test('failures of an endpoint already ejected are not counted', () => {

@@ -29,7 +29,11 @@ test('active health checks: unhealthy endpoints get no traffic; none healthy is 
   const a = await app('a', () => aHealth);
   const b = await app('b', () => bHealth);
   const p = await startProxy(
-    config(service('h', [a.port, b.port], { healthCheck: { path: '/healthz', interval: '30ms', timeout: '500ms', unhealthyThreshold: 2, healthyThreshold: 2 } })),
+    config(
+      service('h', [a.port, b.port], {
+        healthCheck: { path: '/healthz', interval: '30ms', timeout: '500ms', unhealthyThreshold: 2, healthyThreshold: 2 },
+      }),
+    ),
   );
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const A = `127.0.0.1:${a.port}`;
@@ -42,7 +46,13 @@ test('active health checks: unhealthy endpoints get no traffic; none healthy is 
     aHealth = 503;
     await waitFor(async () => (await healthy(A)) === 0, { what: 'a unhealthy' });
     const view = (await clusters(p.admin))['h']!;
-    assert.deepEqual(view.endpoints.map((e) => [e.address, e.healthy, e.available]), [[A, false, false], [B, true, true]]);
+    assert.deepEqual(
+      view.endpoints.map((e) => [e.address, e.healthy, e.available]),
+      [
+        [A, false, false],
+        [B, true, true],
+      ],
+    );
     const aBefore = a.served;
     for (let i = 0; i < 8; i++) {
       const r = await request(p.outbound, { headers: { host: 'h' }, agent });
@@ -82,7 +92,11 @@ test('active health checks: unhealthy endpoints get no traffic; none healthy is 
 
 test('outlier detection: consecutive errors eject for ejectionTime × ejections, then the endpoint comes back', async () => {
   let badStatus = 500;
-  const bad = await app('bad', () => 200, () => badStatus);
+  const bad = await app(
+    'bad',
+    () => 200,
+    () => badStatus,
+  );
   const good = await app('good', () => 200);
   const p = await startProxy(
     config(service('o', [bad.port, good.port], { outlierDetection: { consecutiveErrors: 3, ejectionTime: '1s', maxEjectionPercent: 50 } })),
@@ -127,8 +141,16 @@ test('outlier detection: consecutive errors eject for ejectionTime × ejections,
 });
 
 test('maxEjectionPercent: never ejects more than allowed, so traffic still flows', async () => {
-  const x = await app('x', () => 200, () => 500);
-  const y = await app('y', () => 200, () => 500);
+  const x = await app(
+    'x',
+    () => 200,
+    () => 500,
+  );
+  const y = await app(
+    'y',
+    () => 200,
+    () => 500,
+  );
   const p = await startProxy(
     config(service('m', [x.port, y.port], { outlierDetection: { consecutiveErrors: 1, ejectionTime: '1m', maxEjectionPercent: 50 } })),
   );
@@ -217,7 +239,12 @@ clusters:
 
 test('panic threshold: with fewer than panicThreshold % of endpoints healthy, every endpoint takes traffic', async () => {
   let failing = true;
-  const apps = [await app('a', () => 200), await app('b', () => (failing ? 503 : 200)), await app('c', () => (failing ? 503 : 200)), await app('d', () => (failing ? 503 : 200))];
+  const apps = [
+    await app('a', () => 200),
+    await app('b', () => (failing ? 503 : 200)),
+    await app('c', () => (failing ? 503 : 200)),
+    await app('d', () => (failing ? 503 : 200)),
+  ];
   const yaml = (threshold: number) => `
 admin: { listen: 127.0.0.1:0 }
 outbound:
@@ -233,7 +260,7 @@ clusters:
   // threshold 0: the one healthy endpoint (25 %) takes everything
   let p = await startProxy(yaml(0));
   try {
-    await waitFor(async () => ((await clusters(p.admin))['p']!.endpoints.filter((e) => e.healthy).length === 1), { what: 'three unhealthy' });
+    await waitFor(async () => (await clusters(p.admin))['p']!.endpoints.filter((e) => e.healthy).length === 1, { what: 'three unhealthy' });
     assert.equal((await clusters(p.admin))['p']!.panic, false);
     const before = served();
     for (let i = 0; i < 8; i++) assert.equal((await request(p.outbound, { headers: { host: 'p' } })).body.toString(), 'a');
@@ -244,10 +271,14 @@ clusters:
   // default 50: 25 % healthy is panic, and the unhealthy endpoints serve too
   p = await startProxy(yaml(50));
   try {
-    await waitFor(async () => ((await clusters(p.admin))['p']!.panic === true), { what: 'panic' });
+    await waitFor(async () => (await clusters(p.admin))['p']!.panic === true, { what: 'panic' });
     const view = (await clusters(p.admin))['p']!;
     assert.equal(view.endpoints.filter((e) => e.healthy).length, 1);
-    assert.equal(metricValue(await metrics(p.admin), 'outrigger_endpoint_healthy', { cluster: 'p', endpoint: `127.0.0.1:${apps[1]!.port}` }), 0, 'the metric still says unhealthy');
+    assert.equal(
+      metricValue(await metrics(p.admin), 'outrigger_endpoint_healthy', { cluster: 'p', endpoint: `127.0.0.1:${apps[1]!.port}` }),
+      0,
+      'the metric still says unhealthy',
+    );
     const before = served();
     const bodies = new Set<string>();
     for (let i = 0; i < 8; i++) bodies.add((await request(p.outbound, { headers: { host: 'p' } })).body.toString());
@@ -255,7 +286,7 @@ clusters:
     assert.ok(served().every((n, i) => n > before[i]!));
     assert.ok(p.logs.some((l) => l['msg'] === 'panic mode: balancing across every endpoint, healthy or not'));
     failing = false;
-    await waitFor(async () => ((await clusters(p.admin))['p']!.panic === false), { what: 'panic over' });
+    await waitFor(async () => (await clusters(p.admin))['p']!.panic === false, { what: 'panic over' });
   } finally {
     await p.close();
     await Promise.all(apps.map((a) => a.close()));
@@ -285,7 +316,10 @@ clusters:
     assert.equal(await p.proxy.reload('test'), true);
     text = await metrics(p.admin);
     assert.equal(metricValue(text, 'outrigger_endpoint_healthy', A), 1);
-    assert.ok(!text.split('\n').some((l) => l.startsWith('outrigger_endpoint_healthy{') && l.includes(`endpoint="${B.endpoint}"`)), 'the removed endpoint has no series');
+    assert.ok(
+      !text.split('\n').some((l) => l.startsWith('outrigger_endpoint_healthy{') && l.includes(`endpoint="${B.endpoint}"`)),
+      'the removed endpoint has no series',
+    );
     await new Promise((resolve) => setTimeout(resolve, 50)); // the old cluster retires meanwhile
     assert.equal(metricValue(await metrics(p.admin), 'outrigger_endpoint_healthy', A), 1, 'retiring the old cluster kept the live series');
   } finally {

@@ -67,7 +67,15 @@ test('the checker finds a cycle when there is one', () => {
     ['d', []],
   ]);
   assert.deepEqual(findCycle(g), ['a', 'b', 'c', 'a']);
-  assert.equal(findCycle(new Map([['a', ['b']], ['b', []]])), null);
+  assert.equal(
+    findCycle(
+      new Map([
+        ['a', ['b']],
+        ['b', []],
+      ]),
+    ),
+    null,
+  );
 });
 
 test('src/ has no import cycle', () => {

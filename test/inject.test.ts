@@ -12,14 +12,7 @@ import { parseAllDocuments } from 'yaml';
 import * as core from 'kubernetes-models/v1';
 import * as apps from 'kubernetes-models/apps/v1';
 import * as batch from 'kubernetes-models/batch/v1';
-import {
-  DEFAULT_INJECT_OPTIONS,
-  inject,
-  injectDetailed,
-  InjectError,
-  OUTRIGGER_VERSION,
-  parseInjectArgs,
-} from '../src/inject/index.js';
+import { DEFAULT_INJECT_OPTIONS, inject, injectDetailed, InjectError, OUTRIGGER_VERSION, parseInjectArgs } from '../src/inject/index.js';
 import type { InjectOptions } from '../src/inject/index.js';
 import { FIXTURES, ROOT } from './helpers/paths.js';
 
@@ -40,8 +33,20 @@ const MODELS: Record<string, Model> = {
 };
 /** Fields of a Container that the sidecar may use: kubernetes-models ignores unknown keys. */
 const CONTAINER_KEYS = new Set([
-  'name', 'image', 'restartPolicy', 'command', 'args', 'ports', 'env', 'resources',
-  'securityContext', 'volumeMounts', 'startupProbe', 'livenessProbe', 'readinessProbe', 'lifecycle',
+  'name',
+  'image',
+  'restartPolicy',
+  'command',
+  'args',
+  'ports',
+  'env',
+  'resources',
+  'securityContext',
+  'volumeMounts',
+  'startupProbe',
+  'livenessProbe',
+  'readinessProbe',
+  'lifecycle',
 ]);
 
 const WORKLOADS = readFileSync(path.join(FIXTURES, 'k8s', 'workloads.yaml'), 'utf8');
@@ -111,8 +116,13 @@ test('native mode: every workload kind gets the sidecar as a restartable init co
   const o = opts();
   const r = injectDetailed(WORKLOADS, o);
   assert.deepEqual(r.injected, [
-    'Deployment/web', 'StatefulSet/db', 'DaemonSet/agent', 'ReplicaSet/rs', 'Job/report',
-    'CronJob/nightly', 'Pod/debug',
+    'Deployment/web',
+    'StatefulSet/db',
+    'DaemonSet/agent',
+    'ReplicaSet/rs',
+    'Job/report',
+    'CronJob/nightly',
+    'Pod/debug',
   ]);
   const docs = objects(r.output);
   assert.equal(docs.length, 9);
@@ -138,7 +148,10 @@ test('native mode: every workload kind gets the sidecar as a restartable init co
   }
   const db = podSpec(docs.find((d) => d['kind'] === 'StatefulSet')!);
   // The app's own init containers come after the sidecar (they get the proxy too).
-  assert.deepEqual(db.initContainers.map((c: Obj) => c['name']), ['outrigger', 'migrate']);
+  assert.deepEqual(
+    db.initContainers.map((c: Obj) => c['name']),
+    ['outrigger', 'migrate'],
+  );
   // An app's own HTTP_PROXY is kept, not overridden.
   assert.equal(byName(db.containers[0].env, 'HTTP_PROXY')?.['value'], 'http://corporate-proxy:3128');
   // 10 s < drain 25 s + 5 s margin.
@@ -175,13 +188,25 @@ test('--transparent: outrigger-init runs iptables.sh as root with NET_ADMIN and 
   });
   const docs = objects(inject(WORKLOADS, o));
   const dep = podSpec(docs.find((d) => d['kind'] === 'Deployment')!);
-  assert.deepEqual(dep.initContainers.map((c: Obj) => c['name']), ['outrigger-init', 'outrigger']);
+  assert.deepEqual(
+    dep.initContainers.map((c: Obj) => c['name']),
+    ['outrigger-init', 'outrigger'],
+  );
   const init = dep.initContainers[0];
   assert.deepEqual(init.command, ['/usr/local/bin/outrigger-iptables']);
   assert.deepEqual(init.args, [
-    '--inbound-port', '15006', '--outbound-port', '15001', '--proxy-uid', '1337',
-    '--exclude-inbound-ports', '22,9090', '--exclude-outbound-ports', '5432',
-    '--exclude-outbound-cidrs', '169.254.169.254/32',
+    '--inbound-port',
+    '15006',
+    '--outbound-port',
+    '15001',
+    '--proxy-uid',
+    '1337',
+    '--exclude-inbound-ports',
+    '22,9090',
+    '--exclude-outbound-ports',
+    '5432',
+    '--exclude-outbound-cidrs',
+    '169.254.169.254/32',
   ]);
   assert.equal(init.securityContext.runAsUser, 0);
   assert.equal(init.securityContext.runAsNonRoot, false);
@@ -190,11 +215,17 @@ test('--transparent: outrigger-init runs iptables.sh as root with NET_ADMIN and 
   // Transparent mode needs no HTTP_PROXY in the app.
   assert.equal(byName(dep.containers[0].env, 'HTTP_PROXY'), undefined);
   const db = podSpec(docs.find((d) => d['kind'] === 'StatefulSet')!);
-  assert.deepEqual(db.initContainers.map((c: Obj) => c['name']), ['outrigger-init', 'outrigger', 'migrate']);
+  assert.deepEqual(
+    db.initContainers.map((c: Obj) => c['name']),
+    ['outrigger-init', 'outrigger', 'migrate'],
+  );
 
   const legacy = objects(inject(WORKLOADS, opts({ transparent: true, legacy: true })));
   const lDep = podSpec(legacy.find((d) => d['kind'] === 'Deployment')!);
-  assert.deepEqual(lDep.initContainers.map((c: Obj) => c['name']), ['outrigger-init']);
+  assert.deepEqual(
+    lDep.initContainers.map((c: Obj) => c['name']),
+    ['outrigger-init'],
+  );
   assert.equal(lDep.containers[0].name, 'outrigger');
 });
 
@@ -215,7 +246,10 @@ test('non-workload documents, opted-out and hostNetwork pods pass through byte f
   const r = injectDetailed(OTHER, opts({ transparent: true }));
   assert.equal(r.output, OTHER);
   assert.deepEqual(r.injected, []);
-  assert.deepEqual(r.skipped.map((s) => s.workload), ['Deployment/opted-out', 'Pod/node-agent']);
+  assert.deepEqual(
+    r.skipped.map((s) => s.workload),
+    ['Deployment/opted-out', 'Pod/node-agent'],
+  );
   objects(r.output);
   // In a mixed stream, the Service and ConfigMap keep their exact text, comments and all.
   const out = inject(WORKLOADS, opts());
@@ -226,19 +260,20 @@ test('non-workload documents, opted-out and hostNetwork pods pass through byte f
 });
 
 test('a List of workloads is injected item by item', () => {
-  const list = 'apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: a}\n  spec:\n    containers: [{name: a, image: a}]\n- apiVersion: v1\n  kind: Service\n  metadata: {name: s}\n  spec: {ports: [{port: 80}]}\n';
+  const list =
+    'apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: a}\n  spec:\n    containers: [{name: a, image: a}]\n- apiVersion: v1\n  kind: Service\n  metadata: {name: s}\n  spec: {ports: [{port: 80}]}\n';
   const [doc] = objects(inject(list, opts()));
   assert.equal(doc?.['items'][0].spec.initContainers[0].name, 'outrigger');
   assert.deepEqual(doc?.['items'][1], { apiVersion: 'v1', kind: 'Service', metadata: { name: 's' }, spec: { ports: [{ port: 80 }] } });
 });
 
 test('ConfigMap name: {name} template, fixed name, per-template annotation', () => {
-  const pod = (ann: string) =>
-    `apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers: [{name: a, image: a}]\n${ann}`;
+  const pod = (ann: string) => `apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers: [{name: a, image: a}]\n${ann}`;
   const cm = (text: string) => podSpec(objects(text)[0]!).volumes[0].configMap.name;
   assert.equal(cm(inject(pod(''), opts())), 'p-outrigger');
   assert.equal(cm(inject(pod(''), opts({ configMap: 'mesh' }))), 'mesh');
-  const annotated = 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {outrigger.io/config-map: special}\nspec:\n  containers: [{name: a, image: a}]\n';
+  const annotated =
+    'apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {outrigger.io/config-map: special}\nspec:\n  containers: [{name: a, image: a}]\n';
   assert.equal(cm(inject(annotated, opts())), 'special');
   const unnamed = 'apiVersion: v1\nkind: Pod\nmetadata:\n  generateName: job-\nspec:\n  containers: [{name: a, image: a}]\n';
   assert.equal(cm(inject(unnamed, opts())), 'job-outrigger');
@@ -246,22 +281,27 @@ test('ConfigMap name: {name} template, fixed name, per-template annotation', () 
 
 test('invalid YAML is a clear error with its position', () => {
   const bad = 'apiVersion: v1\nkind: Pod\n---\nkind: Deployment\nspec:\n  template: [unclosed\n';
-  assert.throws(() => inject(bad, opts()), (e: unknown) => {
-    assert.ok(e instanceof InjectError);
-    assert.match(e.message, /^\d+:\d+: invalid YAML: Flow sequence/);
-    assert.doesNotMatch(e.message, / at line |\n/, 'one line, the position only once');
-    assert.ok(e.line >= 6, e.message);
-    return true;
-  });
+  assert.throws(
+    () => inject(bad, opts()),
+    (e: unknown) => {
+      assert.ok(e instanceof InjectError);
+      assert.match(e.message, /^\d+:\d+: invalid YAML: Flow sequence/);
+      assert.doesNotMatch(e.message, / at line |\n/, 'one line, the position only once');
+      assert.ok(e.line >= 6, e.message);
+      return true;
+    },
+  );
   assert.throws(() => inject('a: b\n c: d\n', opts()), InjectError);
 });
 
 test('templates that cannot take the sidecar are refused with a clear error', () => {
   const named = 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: outrigger, image: x}\n';
   assert.throws(() => inject(named, opts()), /Pod\/p: a container is already named "outrigger"/);
-  const port = 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: a\n    image: a\n    ports: [{containerPort: 15001}]\n';
+  const port =
+    'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: a\n    image: a\n    ports: [{containerPort: 15001}]\n';
   assert.throws(() => inject(port, opts()), /uses port 15001/);
-  const vol = 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: a, image: a}]\n  volumes: [{name: outrigger-config, emptyDir: {}}]\n';
+  const vol =
+    'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: a, image: a}]\n  volumes: [{name: outrigger-config, emptyDir: {}}]\n';
   assert.throws(() => inject(vol, opts()), /volume is already named "outrigger-config"/);
 });
 
@@ -269,19 +309,56 @@ test('parseInjectArgs: defaults, stdin, every option, errors', () => {
   assert.deepEqual(parseInjectArgs([]), { file: null, opts: DEFAULT_INJECT_OPTIONS });
   assert.deepEqual(parseInjectArgs(['-']), { file: null, opts: DEFAULT_INJECT_OPTIONS });
   const r = parseInjectArgs([
-    'app.yaml', '--image', 'reg/o:1', '--config-map', 'cm', '--inbound-port', '16006',
-    '--outbound-port', '16001', '--admin-port', '16000', '--legacy', '--transparent',
-    '--exclude-inbound-ports', '22, 9090', '--exclude-outbound-ports', '5432',
-    '--exclude-outbound-cidrs', '10.0.0.0/8', '--no-proxy-env', '--drain-seconds', '40',
-    '--cpu-request', '50m', '--memory-request', '64Mi', '--cpu-limit', '500m', '--memory-limit', '512Mi',
+    'app.yaml',
+    '--image',
+    'reg/o:1',
+    '--config-map',
+    'cm',
+    '--inbound-port',
+    '16006',
+    '--outbound-port',
+    '16001',
+    '--admin-port',
+    '16000',
+    '--legacy',
+    '--transparent',
+    '--exclude-inbound-ports',
+    '22, 9090',
+    '--exclude-outbound-ports',
+    '5432',
+    '--exclude-outbound-cidrs',
+    '10.0.0.0/8',
+    '--no-proxy-env',
+    '--drain-seconds',
+    '40',
+    '--cpu-request',
+    '50m',
+    '--memory-request',
+    '64Mi',
+    '--cpu-limit',
+    '500m',
+    '--memory-limit',
+    '512Mi',
   ]);
   assert.deepEqual(r, {
     file: 'app.yaml',
     opts: {
-      image: 'reg/o:1', configMap: 'cm', inboundPort: 16006, outboundPort: 16001, adminPort: 16000,
-      legacy: true, transparent: true, excludeInboundPorts: [22, 9090], excludeOutboundPorts: [5432],
-      excludeOutboundCidrs: ['10.0.0.0/8'], proxyEnv: false, drainSeconds: 40,
-      cpuRequest: '50m', memoryRequest: '64Mi', cpuLimit: '500m', memoryLimit: '512Mi',
+      image: 'reg/o:1',
+      configMap: 'cm',
+      inboundPort: 16006,
+      outboundPort: 16001,
+      adminPort: 16000,
+      legacy: true,
+      transparent: true,
+      excludeInboundPorts: [22, 9090],
+      excludeOutboundPorts: [5432],
+      excludeOutboundCidrs: ['10.0.0.0/8'],
+      proxyEnv: false,
+      drainSeconds: 40,
+      cpuRequest: '50m',
+      memoryRequest: '64Mi',
+      cpuLimit: '500m',
+      memoryLimit: '512Mi',
     },
   });
   const err = (argv: string[], re: RegExp) => {
@@ -300,8 +377,7 @@ test('parseInjectArgs: defaults, stdin, every option, errors', () => {
 });
 
 test('--drain-seconds raises a shorter terminationGracePeriodSeconds, never lowers one', () => {
-  const pod = (grace: string) =>
-    `apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n${grace}  containers: [{name: a, image: a}]\n`;
+  const pod = (grace: string) => `apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n${grace}  containers: [{name: a, image: a}]\n`;
   const grace = (text: string) => podSpec(objects(text)[0]!).terminationGracePeriodSeconds;
   assert.equal(grace(inject(pod(''), opts({ drainSeconds: 60 }))), 65);
   assert.equal(grace(inject(pod('  terminationGracePeriodSeconds: 120\n'), opts())), 120);
@@ -353,10 +429,11 @@ test('the injected exec probes and the postStart hook really test the admin API'
     await new Promise((r) => server.close(r));
   }
   // Nothing listening: the probe fails instead of hanging.
-  const closed = podSpec(objects(inject(
-    'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: a, image: a}]\n',
-    opts({ adminPort: port }),
-  ))[0]!).initContainers[0];
+  const closed = podSpec(
+    objects(
+      inject('apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: a, image: a}]\n', opts({ adminPort: port })),
+    )[0]!,
+  ).initContainers[0];
   assert.equal(await run(closed.livenessProbe.exec.command), 1);
 });
 
@@ -384,7 +461,8 @@ spec:
 `;
   const r = injectDetailed(text, opts());
   const spec = podSpec(objects(r.output)[0]!);
-  const env = (name: string) => (spec.containers.find((c: Obj) => c['name'] === name)!.env as Obj[]).map((e) => `${e['name']}=${e['value']}`);
+  const env = (name: string) =>
+    (spec.containers.find((c: Obj) => c['name'] === name)!.env as Obj[]).map((e) => `${e['name']}=${e['value']}`);
   assert.deepEqual(env('api'), ['http_proxy=http://corp:3128', 'NO_PROXY=localhost,127.0.0.1,::1', 'no_proxy=localhost,127.0.0.1,::1']);
   assert.deepEqual(env('worker'), ['NO_PROXY=.internal', 'HTTP_PROXY=http://127.0.0.1:15001', 'http_proxy=http://127.0.0.1:15001']);
   assert.deepEqual(env('plain'), [
@@ -394,7 +472,10 @@ spec:
     'no_proxy=localhost,127.0.0.1,::1',
   ]);
   assert.equal(r.warnings.length, 2);
-  assert.match(r.warnings[0]!, /^Deployment\/api: container "api" sets http_proxy itself, so HTTP_PROXY and http_proxy are left as they are/);
+  assert.match(
+    r.warnings[0]!,
+    /^Deployment\/api: container "api" sets http_proxy itself, so HTTP_PROXY and http_proxy are left as they are/,
+  );
   assert.match(r.warnings[1]!, /^Deployment\/api: container "worker" sets NO_PROXY itself, so NO_PROXY and no_proxy are left/);
 });
 
@@ -439,7 +520,10 @@ spec:
     r.warnings.map((w) => w.replace(/, which bypasses.*/, '')),
     ['Service/api targets port 8080 of Deployment/api directly', 'Service/api targets port 9090 of Deployment/api directly'],
   );
-  assert.match(r.warnings[0]!, /point its targetPort at 15006, and have the app listen on 127\.0\.0\.1 \(or fence it with a NetworkPolicy\), or use --transparent/);
+  assert.match(
+    r.warnings[0]!,
+    /point its targetPort at 15006, and have the app listen on 127\.0\.0\.1 \(or fence it with a NetworkPolicy\), or use --transparent/,
+  );
   // With --transparent, iptables sends that port through the sidecar anyway.
   assert.deepEqual(injectDetailed(text, opts({ transparent: true })).warnings, []);
 });

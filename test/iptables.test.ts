@@ -117,7 +117,9 @@ function letProxyUserIn(): void {
 function realProxyUsable(config: string): boolean {
   if (!existsSync(CLI)) return false;
   letProxyUserIn();
-  const r = spawnSync('setpriv', ['--reuid=1337', '--regid=1337', '--clear-groups', process.execPath, CLI, 'validate', config], { encoding: 'utf8' });
+  const r = spawnSync('setpriv', ['--reuid=1337', '--regid=1337', '--clear-groups', process.execPath, CLI, 'validate', config], {
+    encoding: 'utf8',
+  });
   return r.status === 0;
 }
 
@@ -175,12 +177,15 @@ test('iptables.sh redirects the pod’s traffic through the proxy, except the pr
     await start([POD, process.execPath, '-e', echoServer('0.0.0.0', [8080, 9090])], 'listening 9090', procs);
 
     const config = path.join(dir, 'outrigger.yaml');
-    writeFileSync(config, [
-      'admin: { listen: 127.0.0.1:15000 }',
-      'inbound: { listen: 0.0.0.0:15006, app: 127.0.0.1:8080 }',
-      'outbound: { listen: 127.0.0.1:15001, unknownHosts: passthrough }',
-      '',
-    ].join('\n'));
+    writeFileSync(
+      config,
+      [
+        'admin: { listen: 127.0.0.1:15000 }',
+        'inbound: { listen: 0.0.0.0:15006, app: 127.0.0.1:8080 }',
+        'outbound: { listen: 127.0.0.1:15001, unknownHosts: passthrough }',
+        '',
+      ].join('\n'),
+    );
     chmodSync(config, 0o644);
     const real = realProxyUsable(config);
     t.diagnostic(real ? 'proxy: dist/cli.js' : 'proxy: stand-in (dist/cli.js missing or rejects the config)');
@@ -188,7 +193,9 @@ test('iptables.sh redirects the pod’s traffic through the proxy, except the pr
     await start([POD, ...asProxy, ...(real ? [CLI, 'run', '--config', config] : ['-e', STAND_IN])], null, procs);
     // Same readiness wait as the injected postStart hook.
     inNs(POD, [process.execPath, '-e', waitReadyScript(15000)]);
-    const proxied = real ? (id: string | null | undefined) => typeof id === 'string' && id !== '' : (id: string | null | undefined) => id === 'stand-in';
+    const proxied = real
+      ? (id: string | null | undefined) => typeof id === 'string' && id !== ''
+      : (id: string | null | undefined) => id === 'stand-in';
 
     // The app's plain call to the service went through the outbound listener...
     const out = get(POD, `http://${PEER_IP}/orders`);

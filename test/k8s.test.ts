@@ -39,9 +39,10 @@ function objects(text: string): Obj[] {
 const CONFIG_MAPS = objects(read('outrigger-configmaps.yaml'));
 
 test('every outrigger.yaml in the example ConfigMaps is a valid config', () => {
-  assert.deepEqual(CONFIG_MAPS.map((c) => c['metadata'].name), [
-    'asset-consumer-outrigger', 'asset-dashboard-bff-outrigger', 'asset-mgr-ms-outrigger',
-  ]);
+  assert.deepEqual(
+    CONFIG_MAPS.map((c) => c['metadata'].name),
+    ['asset-consumer-outrigger', 'asset-dashboard-bff-outrigger', 'asset-mgr-ms-outrigger'],
+  );
   for (const cm of CONFIG_MAPS) {
     const text = cm['data']['outrigger.yaml'] as string;
     const r = parseConfig(text, cm['metadata'].name);
@@ -49,11 +50,15 @@ test('every outrigger.yaml in the example ConfigMaps is a valid config', () => {
     const c = r.config;
     assert.equal(c.admin.listen.host, '127.0.0.1');
     assert.equal(c.inbound?.listen.port, 15006);
-    assert.deepEqual(c.outbound?.routes.map((x) => x.match.path), [
-      { prefix: '/assetconsumer' }, { prefix: '/assetdashboard' }, { prefix: '/assetmgrms' },
-    ]);
+    assert.deepEqual(
+      c.outbound?.routes.map((x) => x.match.path),
+      [{ prefix: '/assetconsumer' }, { prefix: '/assetdashboard' }, { prefix: '/assetmgrms' }],
+    );
     const mgr = c.outbound!.routes[2]!;
-    assert.deepEqual(mgr.split, [{ cluster: 'asset-mgr-ms-v1', weight: 90 }, { cluster: 'asset-mgr-ms-v2', weight: 10 }]);
+    assert.deepEqual(mgr.split, [
+      { cluster: 'asset-mgr-ms-v1', weight: 90 },
+      { cluster: 'asset-mgr-ms-v2', weight: 10 },
+    ]);
     assert.equal(mgr.retries?.attempts, 2);
     assert.deepEqual(c.clusters['asset-mgr-ms-v1']?.dns, { name: 'asset-mgr-ms-v1-svc.shop.svc.cluster.local', port: 8080, refresh: 5000 });
     assert.ok(c.clusters['asset-mgr-ms-v1']?.circuitBreaker);
@@ -87,7 +92,10 @@ test('the checked-in injected manifests are what inject makes of the source', ()
     assert.equal(s['spec'].ports[0].port, 8080);
     assert.equal(s['spec'].ports[0].targetPort, 15006);
     const sel = s['spec'].selector as Record<string, string>;
-    assert.ok(deployments.some((d) => Object.entries(sel).every(([k, v]) => d['spec'].template.metadata.labels[k] === v)), s['metadata'].name);
+    assert.ok(
+      deployments.some((d) => Object.entries(sel).every(([k, v]) => d['spec'].template.metadata.labels[k] === v)),
+      s['metadata'].name,
+    );
   }
 });
 

@@ -2,13 +2,7 @@
 // properties are in lb.contract.test.ts).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  createLoadBalancer,
-  DEFAULT_VIRTUAL_NODES,
-  hash32,
-  LeastRequestBalancer,
-  RingHashBalancer,
-} from '../src/cluster/lb/index.js';
+import { createLoadBalancer, DEFAULT_VIRTUAL_NODES, hash32, LeastRequestBalancer, RingHashBalancer } from '../src/cluster/lb/index.js';
 
 interface Ep {
   key: string;

@@ -33,7 +33,10 @@ test('maxConnectionsPerEndpoint caps sockets, maxPending caps the queue, the res
 
     up.release();
     const replies = await Promise.all(admitted);
-    assert.deepEqual(replies.map((x) => x.status), [200, 200, 200]);
+    assert.deepEqual(
+      replies.map((x) => x.status),
+      [200, 200, 200],
+    );
     assert.equal(up.connections, 2, 'the queued request reused a socket');
 
     const text = await metrics(p.admin);
@@ -94,7 +97,10 @@ test('inbound.maxConcurrent: over it 503 overflow at once', async () => {
     assert.equal(r.headers['x-outrigger-error'], 'overflow');
     assert.equal(app.requests.length, 2);
     app.release();
-    assert.deepEqual((await Promise.all(admitted)).map((x) => x.status), [200, 200]);
+    assert.deepEqual(
+      (await Promise.all(admitted)).map((x) => x.status),
+      [200, 200],
+    );
     const text = await metrics(p.admin);
     assert.equal(metricValue(text, 'outrigger_overflow_total', { direction: 'inbound', limit: 'maxConcurrent' }), 1);
     // the app's own cluster went back to idle

@@ -21,7 +21,11 @@ function connectVia(port: number, authority: string): Promise<{ status: number; 
       const end = buf.indexOf('\r\n\r\n');
       if (end === -1) return;
       s.off('data', onData);
-      resolve({ status: Number(buf.subarray(0, end).toString('latin1').split(' ')[1]), head: buf.subarray(0, end).toString('latin1'), socket: s });
+      resolve({
+        status: Number(buf.subarray(0, end).toString('latin1').split(' ')[1]),
+        head: buf.subarray(0, end).toString('latin1'),
+        socket: s,
+      });
     };
     s.on('data', onData);
     s.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);

@@ -84,7 +84,10 @@ test('outbound routes by Host, rewrites the prefix and applies header policy', a
 
 test('request id and a valid traceparent are kept; an invalid traceparent is replaced', async () => {
   const tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
-  let r = await request(p.outbound, { path: '/assetmgrms/', headers: { host: 'asset-mgr-ms-svc', 'x-request-id': 'abc-123', traceparent: tp } });
+  let r = await request(p.outbound, {
+    path: '/assetmgrms/',
+    headers: { host: 'asset-mgr-ms-svc', 'x-request-id': 'abc-123', traceparent: tp },
+  });
   let seen = JSON.parse(r.body.toString()) as { headers: Record<string, string> };
   assert.equal(seen.headers['x-request-id'], 'abc-123');
   assert.equal(seen.headers['traceparent'], tp);
@@ -382,7 +385,22 @@ test('admin: live, ready, metrics, config, clusters', async () => {
 test('access log lines carry the contract fields', async () => {
   await request(p.outbound, { path: '/assetmgrms/log', headers: { host: 'asset-mgr-ms-svc' } });
   const line = p.access().at(-1)!;
-  for (const k of ['direction', 'method', 'path', 'host', 'status', 'duration_ms', 'bytes_in', 'bytes_out', 'route', 'cluster', 'upstream', 'attempts', 'request_id', 'trace_id']) {
+  for (const k of [
+    'direction',
+    'method',
+    'path',
+    'host',
+    'status',
+    'duration_ms',
+    'bytes_in',
+    'bytes_out',
+    'route',
+    'cluster',
+    'upstream',
+    'attempts',
+    'request_id',
+    'trace_id',
+  ]) {
     assert.ok(k in line, k);
   }
   assert.equal(line['path'], '/assetmgrms/log');

@@ -65,8 +65,7 @@ function body(r: { body: Buffer }): { name: string; gen: string | null } {
 
 function config(o: { svc: number; extra?: number | null; gen?: string; app?: number; outboundListen?: string }): string {
   const extraCluster = o.extra == null ? '' : `  extra: { endpoints: ["127.0.0.1:${o.extra}"] }\n`;
-  const extraRoute =
-    o.extra == null ? '' : `    - name: extra\n      match: { host: extra-svc }\n      cluster: extra\n`;
+  const extraRoute = o.extra == null ? '' : `    - name: extra\n      match: { host: extra-svc }\n      cluster: extra\n`;
   const inbound = o.app === undefined ? '' : `inbound: { listen: 127.0.0.1:0, app: 127.0.0.1:${o.app} }\n`;
   return `admin: { listen: 127.0.0.1:0 }
 ${inbound}outbound:
@@ -109,16 +108,21 @@ test('a ConfigMap update (the kubelet ..data symlink dance) takes effect through
   fs.renameSync(path.join(dir, '..data_tmp'), path.join(dir, '..data'));
   fs.rmSync(v1, { recursive: true });
 
-  const seen = await waitFor(async () => {
-    const r = body(await request(p.outbound, { headers: { host: 'svc' } }));
-    return r.name === 'b' ? r : undefined;
-  }, { what: 'the new config to take effect' });
+  const seen = await waitFor(
+    async () => {
+      const r = body(await request(p.outbound, { headers: { host: 'svc' } }));
+      return r.name === 'b' ? r : undefined;
+    },
+    { what: 'the new config to take effect' },
+  );
   assert.deepEqual(seen, { name: 'b', gen: 'v2' });
   assert.equal(await metric(p.admin, 'outrigger_config_reloads_total', '{result="success"}'), 2);
   assert.equal(await metric(p.admin, 'outrigger_config_last_reload_successful'), 1);
   const line = p.logs.find((l) => l['msg'] === 'config reloaded');
   assert.equal(line?.['reason'], 'file changed');
-  const cfg = JSON.parse((await request(p.admin, { path: '/config' })).body.toString()) as { clusters: Record<string, { endpoints: string[] }> };
+  const cfg = JSON.parse((await request(p.admin, { path: '/config' })).body.toString()) as {
+    clusters: Record<string, { endpoints: string[] }>;
+  };
   assert.deepEqual(cfg.clusters['svc']?.endpoints, [`127.0.0.1:${b.port}`]);
 });
 
@@ -195,7 +199,10 @@ test('reloads under continuous keep-alive load: no failed request, no dropped co
   assert.deepEqual(failures, []);
   assert.ok(ok > 100, `requests served: ${ok}`);
   // Every client kept its one connection through all the reloads.
-  assert.deepEqual(socketSets.map((s) => s.size), [1, 1, 1, 1, 1]);
+  assert.deepEqual(
+    socketSets.map((s) => s.size),
+    [1, 1, 1, 1, 1],
+  );
   // The proxy's pools to the unchanged cluster and app were kept: no new upstream connection.
   assert.equal(svc.connections, connectionsBefore.svc, 'svc upstream saw no new connection across reloads');
   assert.equal(app.connections, connectionsBefore.app, 'app saw no new connection across reloads');
@@ -230,7 +237,13 @@ test('the pool of an unchanged cluster survives reloads that change everything a
 
   // A changed cluster (here: its connect timeout) gets new pools: the counter-check that the
   // assertion above can fail.
-  fs.writeFileSync(file, config({ svc: svc.port }).replace(`svc: { endpoints: ["127.0.0.1:${svc.port}"] }`, `svc: { endpoints: ["127.0.0.1:${svc.port}"], connectTimeout: 2s }`));
+  fs.writeFileSync(
+    file,
+    config({ svc: svc.port }).replace(
+      `svc: { endpoints: ["127.0.0.1:${svc.port}"] }`,
+      `svc: { endpoints: ["127.0.0.1:${svc.port}"], connectTimeout: 2s }`,
+    ),
+  );
   assert.equal(await p.proxy.reload('test'), true);
   assert.equal((await request(p.outbound, { headers: { host: 'svc' }, agent })).status, 200);
   assert.equal(svc.connections, 2);
@@ -281,7 +294,10 @@ test('an invalid or deleted config keeps the last good one serving; a valid one 
   });
 
   // Two problems in one file: both reported, in one warning.
-  fs.writeFileSync(file, config({ svc: svc.port, gen: 'bad' }).replace('unknownHosts: reject', 'unknownHosts: maybe').replace('delay: 0s', 'delay: soon'));
+  fs.writeFileSync(
+    file,
+    config({ svc: svc.port, gen: 'bad' }).replace('unknownHosts: reject', 'unknownHosts: maybe').replace('delay: 0s', 'delay: soon'),
+  );
   assert.equal(await p.proxy.reload('test'), false);
   const warns = p.logs.filter((l) => l['msg'] !== undefined && String(l['msg']).startsWith('config reload failed'));
   assert.equal(warns.length, 1);
@@ -335,7 +351,10 @@ test('a changed listener address binds the new socket before the old one closes;
   fs.writeFileSync(file, config({ svc: svc.port, gen: 'moved', outboundListen: `127.0.0.1:${taken}` }));
   assert.equal(await p.proxy.reload('test'), false);
   const warn = p.logs.filter((l) => String(l['msg']).startsWith('config reload failed')).at(-1)!;
-  assert.match((warn['errors'] as string[])[0]!, new RegExp(`outbound\\.listen: cannot bind 127\\.0\\.0\\.1:${taken} \\(now on 127\\.0\\.0\\.1:${oldPort}\\): .*EADDRINUSE`));
+  assert.match(
+    (warn['errors'] as string[])[0]!,
+    new RegExp(`outbound\\.listen: cannot bind 127\\.0\\.0\\.1:${taken} \\(now on 127\\.0\\.0\\.1:${oldPort}\\): .*EADDRINUSE`),
+  );
   assert.equal(body(await request(oldPort, { headers: { host: 'svc' }, agent })).gen, 'g0');
 
   // A free port: the new socket serves the new config; the old one stops accepting.
@@ -407,7 +426,10 @@ test('a certificate file the config names is watched: new content rebuilds the c
   const file = path.join(dir, 'outrigger.yaml');
   fs.writeFileSync(
     file,
-    config({ svc: svc.port }).replace('drain:', `  secure: { endpoints: ["127.0.0.1:${svc.port}"], tls: { ca: ${ca}, serverName: svc.test } }\ndrain:`),
+    config({ svc: svc.port }).replace(
+      'drain:',
+      `  secure: { endpoints: ["127.0.0.1:${svc.port}"], tls: { ca: ${ca}, serverName: svc.test } }\ndrain:`,
+    ),
   );
   const p = await launch(file, true);
   t.after(async () => {
@@ -415,7 +437,10 @@ test('a certificate file the config names is watched: new content rebuilds the c
     await svc.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  assert.equal(p.logs.some((l) => l['msg'] === 'config reloaded'), false);
+  assert.equal(
+    p.logs.some((l) => l['msg'] === 'config reloaded'),
+    false,
+  );
   // A rotated CA bundle: same path, new bytes, written by rename as cert-manager/kubelet do.
   fs.copyFileSync(pki.otherCa, `${ca}.tmp`);
   fs.renameSync(`${ca}.tmp`, ca);
@@ -440,7 +465,10 @@ test('turning inbound TLS on at the same fixed address is refused with a clear m
     });
   });
   const file = path.join(dir, 'outrigger.yaml');
-  const plain = config({ svc: svc.port, app: app.port }).replace('inbound: { listen: 127.0.0.1:0,', `inbound: { listen: 127.0.0.1:${fixed},`);
+  const plain = config({ svc: svc.port, app: app.port }).replace(
+    'inbound: { listen: 127.0.0.1:0,',
+    `inbound: { listen: 127.0.0.1:${fixed},`,
+  );
   fs.writeFileSync(file, plain);
   const p = await launch(file, false);
   t.after(async () => {
@@ -451,11 +479,17 @@ test('turning inbound TLS on at the same fixed address is refused with a clear m
   assert.equal(p.inbound, fixed);
   fs.writeFileSync(
     file,
-    plain.replace(`app: 127.0.0.1:${app.port} }`, `app: 127.0.0.1:${app.port}, tls: { cert: ${server.cert}, key: ${server.key}, ca: ${pki.ca} } }`),
+    plain.replace(
+      `app: 127.0.0.1:${app.port} }`,
+      `app: 127.0.0.1:${app.port}, tls: { cert: ${server.cert}, key: ${server.key}, ca: ${pki.ca} } }`,
+    ),
   );
   assert.equal(await p.proxy.reload('test'), false);
   const warn = p.logs.filter((l) => String(l['msg']).startsWith('config reload failed')).at(-1)!;
-  assert.match((warn['errors'] as string[])[0]!, new RegExp(`inbound\\.tls: .*needs a new socket on 127\\.0\\.0\\.1:${fixed}.*restart to apply`));
+  assert.match(
+    (warn['errors'] as string[])[0]!,
+    new RegExp(`inbound\\.tls: .*needs a new socket on 127\\.0\\.0\\.1:${fixed}.*restart to apply`),
+  );
   // Still the plain listener, still serving.
   assert.equal(body(await request(fixed, { headers: { host: 'app' } })).name, 'app');
 });

@@ -54,7 +54,14 @@ const CONN = { remoteAddress: '10.1.2.3' };
 function kinds(host: string, port = 8080): [RequestKind, RequestHead][] {
   return [
     ['http', head('GET', '/x', [['Host', host]])],
-    ['upgrade', head('GET', '/x', [['Host', host], ['Connection', 'Upgrade'], ['Upgrade', 'websocket']])],
+    [
+      'upgrade',
+      head('GET', '/x', [
+        ['Host', host],
+        ['Connection', 'Upgrade'],
+        ['Upgrade', 'websocket'],
+      ]),
+    ],
     ['connect', head('CONNECT', `${host}:${port}`, [['Host', `${host}:${port}`]])],
   ];
 }
@@ -180,27 +187,66 @@ test('a target that is one of our own listeners is refused 508 loop_detected, wh
   assert.equal(a.active, 1);
 });
 
-test('a request that carries this listener\'s via entry is a loop; another proxy\'s entry is kept and ours added', async () => {
+test("a request that carries this listener's via entry is a loop; another proxy's entry is kept and ours added", async () => {
   const a = await admission('outbound', ROOMY);
   const b = await admission('outbound', ROOMY);
-  const d = decided(a.admit(head('GET', '/', [['Host', 'svc'], ['Via', '1.1 envoy']]), CONN, 'http'));
+  const d = decided(
+    a.admit(
+      head('GET', '/', [
+        ['Host', 'svc'],
+        ['Via', '1.1 envoy'],
+      ]),
+      CONN,
+      'http',
+    ),
+  );
   const vias = d.upstreamHeaders.filter((_v, i, all) => i % 2 === 1 && (all[i - 1] as string).toLowerCase() === 'via');
   assert.deepEqual(vias, ['1.1 envoy', a.via]);
   assert.match(a.via, /^1\.1 outrigger-[0-9a-f]{8}$/);
   // came back to a: refused; b (another listener) lets it through
-  const back = head('GET', '/', [['Host', 'svc'], ['Via', `1.1 envoy, ${a.via}`]]);
+  const back = head('GET', '/', [
+    ['Host', 'svc'],
+    ['Via', `1.1 envoy, ${a.via}`],
+  ]);
   assert.equal(refused(a.admit(back, CONN, 'http')).error.reason, 'loop_detected');
   assert.equal(decided(b.admit(back, CONN, 'http')).route, 'svc');
   // a longer pseudonym that starts like ours is not ours
-  assert.equal(decided(a.admit(head('GET', '/', [['Host', 'svc'], ['Via', `${a.via}0`]]), CONN, 'http')).route, 'svc');
+  assert.equal(
+    decided(
+      a.admit(
+        head('GET', '/', [
+          ['Host', 'svc'],
+          ['Via', `${a.via}0`],
+        ]),
+        CONN,
+        'http',
+      ),
+    ).route,
+    'svc',
+  );
   // upgrades too
-  const up = head('GET', '/', [['Host', 'svc'], ['Connection', 'Upgrade'], ['Upgrade', 'websocket'], ['Via', a.via]]);
+  const up = head('GET', '/', [
+    ['Host', 'svc'],
+    ['Connection', 'Upgrade'],
+    ['Upgrade', 'websocket'],
+    ['Via', a.via],
+  ]);
   assert.equal(refused(a.admit(up, CONN, 'upgrade')).error.reason, 'loop_detected');
 });
 
 test('refusals before routing carry none/none labels; after routing, the route, cluster and ids', async () => {
   const a = await admission('outbound', OUTBOUND);
-  const edge = refused(a.admit(head('GET', '/x?token=1', [['Host', 'svc'], ['Content-Length', '1'], ['Transfer-Encoding', 'chunked']]), CONN, 'http'));
+  const edge = refused(
+    a.admit(
+      head('GET', '/x?token=1', [
+        ['Host', 'svc'],
+        ['Content-Length', '1'],
+        ['Transfer-Encoding', 'chunked'],
+      ]),
+      CONN,
+      'http',
+    ),
+  );
   assert.equal(edge.error.reason, 'bad_request');
   assert.equal(edge.close, true);
   assert.equal(edge.route, 'none');
@@ -208,7 +254,16 @@ test('refusals before routing carry none/none labels; after routing, the route, 
   assert.equal(edge.path, '/x');
   const limited = await admission('outbound', OUTBOUND);
   decided(limited.admit(head('GET', '/', [['Host', 'limited']]), CONN, 'http'));
-  const r = refused(limited.admit(head('GET', '/y?q', [['Host', 'limited'], ['x-request-id', 'rid-1']]), CONN, 'http'));
+  const r = refused(
+    limited.admit(
+      head('GET', '/y?q', [
+        ['Host', 'limited'],
+        ['x-request-id', 'rid-1'],
+      ]),
+      CONN,
+      'http',
+    ),
+  );
   assert.equal(r.route, 'limited');
   assert.equal(r.clusterName, 'svc');
   assert.equal(r.path, '/y');

@@ -73,7 +73,10 @@ test('maxPending: a lease that would queue beyond it is refused overflow and cou
   assert.equal(refused.reason, 'overflow');
   assert.equal(refused.status, 503);
   for (const h of held) h.release();
-  assert.equal(c.endpoints.reduce((n, e) => n + e.active, 0), 0);
+  assert.equal(
+    c.endpoints.reduce((n, e) => n + e.active, 0),
+    0,
+  );
   // a mirror never waits in a full queue: with the queue full there is no spare lease
   const busy = [0, 1, 2].map(() => lease(takeLease(c, undefined, undefined, 'inbound', false)));
   assert.equal(takeSpareLease(c, undefined), null);
@@ -140,7 +143,11 @@ function report(): { report: Report; admission: Admission; lines: Record<string,
   const m = new Metrics(false);
   const lines: Record<string, unknown>[] = [];
   const access = new AccessLog(log, { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) });
-  const admission = new Admission('outbound', { metrics: m, log, runtime: () => null as unknown as Runtime, principalOf: () => null, ownAddresses: () => OwnAddresses.NONE }, 'http');
+  const admission = new Admission(
+    'outbound',
+    { metrics: m, log, runtime: () => null as unknown as Runtime, principalOf: () => null, ownAddresses: () => OwnAddresses.NONE },
+    'http',
+  );
   return { report: new Report('outbound', m, access, admission), admission, lines, m };
 }
 

@@ -7,7 +7,11 @@ import { RetryBudget } from '../src/resilience/budget.js';
 describe('backoffDelay', () => {
   const justUnderOne = () => 0.999999;
   test('full jitter: 0 with random() = 0', () => {
-    for (let i = 0; i < 8; i++) assert.equal(backoffDelay(i, 25, 250, () => 0), 0);
+    for (let i = 0; i < 8; i++)
+      assert.equal(
+        backoffDelay(i, 25, 250, () => 0),
+        0,
+      );
   });
   test('ceiling doubles from base and is capped at max', () => {
     const ceil = (i: number) => backoffDelay(i, 25, 250, () => 1);
@@ -20,11 +24,20 @@ describe('backoffDelay', () => {
     }
   });
   test('scales random() linearly', () => {
-    assert.equal(backoffDelay(2, 10, 1000, () => 0.5), 20);
+    assert.equal(
+      backoffDelay(2, 10, 1000, () => 0.5),
+      20,
+    );
   });
   test('huge and negative indexes stay finite', () => {
-    assert.equal(backoffDelay(5000, 25, 250, () => 1), 250);
-    assert.equal(backoffDelay(-3, 25, 250, () => 1), 25);
+    assert.equal(
+      backoffDelay(5000, 25, 250, () => 1),
+      250,
+    );
+    assert.equal(
+      backoffDelay(-3, 25, 250, () => 1),
+      25,
+    );
   });
   test('default random is within bounds', () => {
     for (let k = 0; k < 100; k++) {
@@ -148,7 +161,7 @@ describe('RetryBudget', () => {
     now = 3_600_000;
     let granted = 0;
     while (b.tryRetry()) granted++;
-    assert.equal(granted, 1, 'only this second\'s floor: the old requests are gone');
+    assert.equal(granted, 1, "only this second's floor: the old requests are gone");
   });
 
   test('default clock works', () => {

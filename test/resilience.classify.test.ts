@@ -3,7 +3,14 @@ import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { Pool } from 'undici';
-import { classifyError, errorReason, isFailure, UPSTREAM_TIMEOUT, type AttemptOutcome, type FailureKind } from '../src/resilience/classify.js';
+import {
+  classifyError,
+  errorReason,
+  isFailure,
+  UPSTREAM_TIMEOUT,
+  type AttemptOutcome,
+  type FailureKind,
+} from '../src/resilience/classify.js';
 import { compileRetryPolicy, DEFAULT_RETRY_POLICY, isIdempotent, shouldRetry } from '../src/resilience/retry.js';
 import type { RetryConfig } from '../src/config/types.js';
 
@@ -29,7 +36,10 @@ async function rawServer(onConn: (s: net.Socket) => void): Promise<{ port: numbe
 }
 
 /** Runs one GET through a fresh Pool and returns the error it ends with (body included). */
-async function failureOf(port: number, opts: { headersTimeout?: number; bodyTimeout?: number; signal?: AbortSignal } = {}): Promise<unknown> {
+async function failureOf(
+  port: number,
+  opts: { headersTimeout?: number; bodyTimeout?: number; signal?: AbortSignal } = {},
+): Promise<unknown> {
   const pool = new Pool(`http://127.0.0.1:${port}`, { connectTimeout: 2000 });
   try {
     const res = await pool.request({
@@ -105,9 +115,7 @@ describe('classifyError against real sockets (undici Pool)', () => {
   });
 
   test('body timeout is timeout', async () => {
-    const srv = await rawServer((s) =>
-      onRequest(s, () => s.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nab')),
-    );
+    const srv = await rawServer((s) => onRequest(s, () => s.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nab')));
     closers.push(srv.close);
     const err = await failureOf(srv.port, { bodyTimeout: 50 });
     assert.equal((err as { code?: string }).code, 'UND_ERR_BODY_TIMEOUT');
@@ -141,9 +149,7 @@ describe('classifyError against real sockets (undici Pool)', () => {
   });
 
   test('an invalid header is protocol_error', async () => {
-    const srv = await rawServer((s) =>
-      onRequest(s, () => s.write('HTTP/1.1 200 OK\r\nbad header\r\ncontent-length: 0\r\n\r\n')),
-    );
+    const srv = await rawServer((s) => onRequest(s, () => s.write('HTTP/1.1 200 OK\r\nbad header\r\ncontent-length: 0\r\n\r\n')));
     closers.push(srv.close);
     const err = await failureOf(srv.port);
     assert.equal((err as { name?: string }).name, 'HTTPParserError');
@@ -151,9 +157,7 @@ describe('classifyError against real sockets (undici Pool)', () => {
   });
 
   test('a short body on a closing connection is protocol_error', async () => {
-    const srv = await rawServer((s) =>
-      onRequest(s, () => s.end('HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 10\r\n\r\nabc')),
-    );
+    const srv = await rawServer((s) => onRequest(s, () => s.end('HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 10\r\n\r\nabc')));
     closers.push(srv.close);
     const err = await failureOf(srv.port);
     assert.equal((err as { code?: string }).code, 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH');

@@ -84,13 +84,28 @@ clusters:
 
   after(async () => {
     await p.close();
-    await Promise.all([good.close(), rstFirst.close(), rstOnly.close(), rstBig.close(), half.close(), five03.close(), five00.close(), four09.close(), hang.close()]);
+    await Promise.all([
+      good.close(),
+      rstFirst.close(),
+      rstOnly.close(),
+      rstBig.close(),
+      half.close(),
+      five03.close(),
+      five00.close(),
+      four09.close(),
+      hang.close(),
+    ]);
   });
 
   /** One request with a unique path; returns the reply and its access-log line. */
   async function send(host: string, opts: { method?: string; body?: Buffer } = {}) {
     const path = `/r${++seq}`;
-    const r = await request(p.outbound, { path, headers: { host }, ...(opts.method === undefined ? {} : { method: opts.method }), ...(opts.body === undefined ? {} : { body: opts.body }) });
+    const r = await request(p.outbound, {
+      path,
+      headers: { host },
+      ...(opts.method === undefined ? {} : { method: opts.method }),
+      ...(opts.body === undefined ? {} : { body: opts.body }),
+    });
     const line = await waitFor(() => p.access().find((l) => l['path'] === path), { what: `access line for ${path}` });
     return { r, line };
   }
@@ -242,7 +257,12 @@ describe('retry budget', () => {
     const failing = await statusUpstream(() => 503);
     const p = await startProxy(
       config(
-        service('storm', failing.port, { retryBudget: { ratio: 0.2, minPerSecond: 5 } }, { retries: { attempts: 3, on: ['5xx'], backoff: { base: '1ms', max: '2ms' } } }),
+        service(
+          'storm',
+          failing.port,
+          { retryBudget: { ratio: 0.2, minPerSecond: 5 } },
+          { retries: { attempts: 3, on: ['5xx'], backoff: { base: '1ms', max: '2ms' } } },
+        ),
       ),
     );
     const agent = new http.Agent({ keepAlive: true, maxSockets: 20 });
@@ -284,7 +304,10 @@ describe('retry budget', () => {
 describe('circuit breaker through the proxy', () => {
   /** The service `b` behind a breaker that opens at 50 % of 4 requests, plus `more` parts. */
   const breakerYaml = (port: number, resetTimeout = '1s', ...more: ConfigParts[]) =>
-    config(service('b', port, { circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4, window: '10s', resetTimeout } }), ...more);
+    config(
+      service('b', port, { circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4, window: '10s', resetTimeout } }),
+      ...more,
+    );
 
   test('opens on failures, fails fast without touching the upstream, one probe closes it; gauge and warnings follow', async () => {
     let status = 500;
@@ -303,12 +326,16 @@ describe('circuit breaker through the proxy', () => {
       assert.equal((await clusters(p.admin))['b']?.circuitBreaker, 'open');
       // after resetTimeout: half-open, and the probe decides
       status = 200;
-      await waitFor(async () => metricValue(await metrics(p.admin), 'outrigger_circuit_breaker_state', { cluster: 'b' }) === 1, { what: 'half-open' });
+      await waitFor(async () => metricValue(await metrics(p.admin), 'outrigger_circuit_breaker_state', { cluster: 'b' }) === 1, {
+        what: 'half-open',
+      });
       assert.equal((await request(p.outbound, { headers: { host: 'b' } })).status, 200);
       text = await metrics(p.admin);
       assert.equal(metricValue(text, 'outrigger_circuit_breaker_state', { cluster: 'b' }), 0);
       for (let i = 0; i < 5; i++) assert.equal((await request(p.outbound, { headers: { host: 'b' } })).status, 200);
-      const warns = p.logs.filter((l) => l['level'] === 'warn' && typeof l['msg'] === 'string' && (l['msg'] as string).startsWith('circuit breaker'));
+      const warns = p.logs.filter(
+        (l) => l['level'] === 'warn' && typeof l['msg'] === 'string' && (l['msg'] as string).startsWith('circuit breaker'),
+      );
       assert.deepEqual(
         warns.map((l) => l['msg']),
         ['circuit breaker opened: requests fail with 503 circuit_open', 'circuit breaker closed'],
@@ -370,7 +397,11 @@ describe('circuit breaker through the proxy', () => {
       ),
     );
     try {
-      for (const [host, reason] of [['r', 'upstream_reset'], ['t', 'upstream_timeout'], ['d', 'upstream_connect_failure']] as const) {
+      for (const [host, reason] of [
+        ['r', 'upstream_reset'],
+        ['t', 'upstream_timeout'],
+        ['d', 'upstream_connect_failure'],
+      ] as const) {
         const seen: string[] = [];
         for (let i = 0; i < 4; i++) {
           const r = await request(p.outbound, { headers: { host } });
@@ -390,7 +421,12 @@ describe('circuit breaker through the proxy', () => {
     const rst = await faultServer((s) => s.resetAndDestroy());
     const p = await startProxy(
       config(
-        service('r', rst.address, { circuitBreaker: { volumeThreshold: 1, resetTimeout: '1m' } }, { retries: { attempts: 2, on: ['reset'], backoff: { base: '1ms', max: '2ms' } } }),
+        service(
+          'r',
+          rst.address,
+          { circuitBreaker: { volumeThreshold: 1, resetTimeout: '1m' } },
+          { retries: { attempts: 2, on: ['reset'], backoff: { base: '1ms', max: '2ms' } } },
+        ),
       ),
     );
     try {
@@ -428,7 +464,7 @@ describe('circuit breaker through the proxy', () => {
       assert.equal(await p.proxy.reload('test'), true);
       const fresh = await request(p.outbound, { headers: { host: 'b' } });
       assert.equal(fresh.status, 503);
-      assert.equal(fresh.headers['x-outrigger-error'], undefined, 'the upstream\'s own 503, not circuit_open');
+      assert.equal(fresh.headers['x-outrigger-error'], undefined, "the upstream's own 503, not circuit_open");
       assert.equal((await clusters(p.admin))['b']?.circuitBreaker, 'closed');
       await new Promise((r) => setTimeout(r, 50));
       assert.match(await metrics(p.admin), /^outrigger_circuit_breaker_state\{cluster="b"\} 0$/m);

@@ -73,11 +73,8 @@ describe('compileAuthorization', () => {
   test('lone * path matches every path; * elsewhere is literal', () => {
     const b = compileAuthorization({
       default: 'deny',
-    ignoreCase: false,
-      rules: [
-        rule({ action: 'allow', paths: ['/a*b'], methods: ['GET'] }),
-        rule({ action: 'allow', paths: ['*'], methods: ['PUT'] }),
-      ],
+      ignoreCase: false,
+      rules: [rule({ action: 'allow', paths: ['/a*b'], methods: ['GET'] }), rule({ action: 'allow', paths: ['*'], methods: ['PUT'] })],
     });
     assert.equal(b.allows(null, 'PUT', '/x/y'), true);
     assert.equal(b.allows(null, 'GET', '/a*b'), true);
@@ -88,7 +85,7 @@ describe('compileAuthorization', () => {
   test('default allow with deny rules (deny-list mode)', () => {
     const c = compileAuthorization({
       default: 'allow',
-    ignoreCase: false,
+      ignoreCase: false,
       rules: [rule({ action: 'deny', principals: ['*'], methods: ['DELETE'] })],
     });
     assert.equal(c.allows(WEB, 'DELETE', '/x'), false);
@@ -114,7 +111,16 @@ describe('authorization paths: the spellings app servers read as the same path',
     compileAuthorization({ default: 'allow', ignoreCase, rules: [rule({ action: 'deny', paths: ['/admin', '/Admin/*'] })] });
   test('path parameters, trailing dots and spaces are removed for matching', () => {
     const a = deny(false);
-    for (const p of ['/admin;x', '/admin;a=b;c', '/admin.', '/admin%20', '/admin.%20.', '/x/..;/admin', '/Admin;v=1/users', '/Admin./users']) {
+    for (const p of [
+      '/admin;x',
+      '/admin;a=b;c',
+      '/admin.',
+      '/admin%20',
+      '/admin.%20.',
+      '/x/..;/admin',
+      '/Admin;v=1/users',
+      '/Admin./users',
+    ]) {
       assert.equal(a.allows(null, 'GET', p), false, p);
     }
     for (const p of ['/admins', '/adm;in', '/ADMIN', '/admin/', '/a/admin', '/.admin']) assert.equal(a.allows(null, 'GET', p), true, p);

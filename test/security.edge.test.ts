@@ -16,8 +16,7 @@ import { REQUEST_VECTORS, RESPONSE_VECTORS, VECTOR_LIMITS } from './smuggling.ve
 const LIMITS = VECTOR_LIMITS;
 
 describe('checkRequestHead (unit)', () => {
-  const ok = (raw: string[], method = 'GET', url = '/', minor = 1, major = 1) =>
-    checkRequestHead(raw, method, url, minor, LIMITS, major);
+  const ok = (raw: string[], method = 'GET', url = '/', minor = 1, major = 1) => checkRequestHead(raw, method, url, minor, LIMITS, major);
 
   test('origin-form success is a shared object with no authority', () => {
     const a = ok(['Host', 'svc']);
@@ -186,14 +185,7 @@ describe('request vectors against node:http + edge checks', () => {
         res.end();
         res.on('finish', () => req.socket.destroy());
       };
-      const v = checkRequestHead(
-        req.rawHeaders,
-        req.method ?? '',
-        req.url ?? '',
-        req.httpVersionMinor,
-        LIMITS,
-        req.httpVersionMajor,
-      );
+      const v = checkRequestHead(req.rawHeaders, req.method ?? '', req.url ?? '', req.httpVersionMinor, LIMITS, req.httpVersionMajor);
       if (!v.ok) return deny(v.status);
       const target = v.target ?? (req.url as string);
       if (req.method !== 'CONNECT' && target !== '*' && normalizePath(target) === null) return deny(400);
@@ -310,40 +302,34 @@ describe('response vectors from a raw upstream through undici', () => {
           raw: Buffer[] | null;
           body: string;
           check: string | null;
-        }>(
-          (resolve) => {
-            let raw: Buffer[] | null = null;
-            let check: string | null = null;
-            const body: Buffer[] = [];
-            client.dispatch(
-              { method: 'GET', path: '/', origin: `http://127.0.0.1:${port}` },
-              {
-                onConnect() {},
-                onHeaders(_status: number, headers: Buffer[]) {
-                  raw = headers;
-                  check = checkResponseHead(headers);
-                  return true;
-                },
-                onData(chunk: Buffer) {
-                  body.push(chunk);
-                  return true;
-                },
-                onComplete() {
-                  resolve({ error: null, raw, body: Buffer.concat(body).toString(), check });
-                },
-                onError(err: Error) {
-                  resolve({ error: err, raw, body: Buffer.concat(body).toString(), check });
-                },
+        }>((resolve) => {
+          let raw: Buffer[] | null = null;
+          let check: string | null = null;
+          const body: Buffer[] = [];
+          client.dispatch(
+            { method: 'GET', path: '/', origin: `http://127.0.0.1:${port}` },
+            {
+              onConnect() {},
+              onHeaders(_status: number, headers: Buffer[]) {
+                raw = headers;
+                check = checkResponseHead(headers);
+                return true;
               },
-            );
-          },
-        );
-        if (outcome.raw !== null) {
-          assert.equal(
-            checkResponseHeaders(toObject(outcome.raw)) === null,
-            outcome.check === null,
-            'raw and object checks agree',
+              onData(chunk: Buffer) {
+                body.push(chunk);
+                return true;
+              },
+              onComplete() {
+                resolve({ error: null, raw, body: Buffer.concat(body).toString(), check });
+              },
+              onError(err: Error) {
+                resolve({ error: err, raw, body: Buffer.concat(body).toString(), check });
+              },
+            },
           );
+        });
+        if (outcome.raw !== null) {
+          assert.equal(checkResponseHeaders(toObject(outcome.raw)) === null, outcome.check === null, 'raw and object checks agree');
         }
         const refusedAtHead = (outcome.raw === null && outcome.error !== null) || outcome.check !== null;
         if (v.expect === 'ok') {

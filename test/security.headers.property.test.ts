@@ -8,19 +8,59 @@ import fc from 'fast-check';
 import { checkRequestHead, checkResponseHead } from '../src/security/edge.js';
 import { clientResponseHeaders, upstreamRequestHeaders, type ForwardingInfo } from '../src/request/headers.js';
 
-const HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings'];
-const OTHER = ['host', 'content-length', 'x-forwarded-for', 'x-forwarded-proto', 'x-request-id', 'traceparent', 'x-custom', 'authorization', 'cookie', 'content_length', 'transfer_encoding', 'x_forwarded_for', 'expect'];
+const HOP = [
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+];
+const OTHER = [
+  'host',
+  'content-length',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-request-id',
+  'traceparent',
+  'x-custom',
+  'authorization',
+  'cookie',
+  'content_length',
+  'transfer_encoding',
+  'x_forwarded_for',
+  'expect',
+];
 
 /** A header name: a known one in random case, sometimes with `_` for `-`, or arbitrary text. */
 const name = fc.oneof(
-  fc.tuple(fc.constantFrom(...HOP, ...OTHER), fc.array(fc.boolean(), { maxLength: 20 })).map(([n, up]) =>
-    [...n].map((c, i) => (up[i] === true ? c.toUpperCase() : c)).join(''),
-  ),
+  fc
+    .tuple(fc.constantFrom(...HOP, ...OTHER), fc.array(fc.boolean(), { maxLength: 20 }))
+    .map(([n, up]) => [...n].map((c, i) => (up[i] === true ? c.toUpperCase() : c)).join('')),
   fc.string({ minLength: 1, maxLength: 12 }),
 );
 /** A value: tokens that matter to framing and Connection, lists of them, or arbitrary text. */
 const value = fc.oneof(
-  fc.constantFrom('chunked', 'CHUNKED', 'gzip, chunked', 'identity', '5', '+5', '5, 5', '0', '', 'close', 'keep-alive', 'upgrade', 'h2c', 'websocket'),
+  fc.constantFrom(
+    'chunked',
+    'CHUNKED',
+    'gzip, chunked',
+    'identity',
+    '5',
+    '+5',
+    '5, 5',
+    '0',
+    '',
+    'close',
+    'keep-alive',
+    'upgrade',
+    'h2c',
+    'websocket',
+  ),
   fc.array(fc.constantFrom(...HOP, ...OTHER, 'x-custom', 'close', ' ', ''), { maxLength: 4 }).map((a) => a.join(', ')),
   fc.string({ maxLength: 30 }),
 );
@@ -79,7 +119,10 @@ test('upstreamRequestHeaders: never throws, never forwards hop-by-hop or Connect
 test('clientResponseHeaders: never throws, never relays hop-by-hop or Connection-named headers', () => {
   fc.assert(
     fc.property(rawHeaders, (raw) => {
-      const out = clientResponseHeaders(raw.map((s) => Buffer.from(s, 'latin1')), null);
+      const out = clientResponseHeaders(
+        raw.map((s) => Buffer.from(s, 'latin1')),
+        null,
+      );
       assert.equal(out.length % 2, 0);
       const named = connectionNamed(raw);
       for (let i = 0; i < out.length; i += 2) {

@@ -90,7 +90,17 @@ describe('normalizePath', () => {
       ignoreCase: false,
       rules: [{ action: 'deny', principals: null, paths: ['/api', '/api/*'], methods: null }],
     });
-    const spellings = ['/%61pi', '//api', '/x/../api', '/./api', '/api/.', '/%2e%2e/api', '/%61pi/secret', '//api//secret', '/a/%2E%2E/api/x'];
+    const spellings = [
+      '/%61pi',
+      '//api',
+      '/x/../api',
+      '/./api',
+      '/api/.',
+      '/%2e%2e/api',
+      '/%61pi/secret',
+      '//api//secret',
+      '/a/%2E%2E/api/x',
+    ];
     for (const s of spellings) {
       const n = normalizePath(s);
       assert.ok(n !== null, s);
@@ -110,15 +120,56 @@ describe('normalizePath properties', () => {
   // Targets built from the characters that matter: slashes, dots, escapes (good and bad), a
   // query, letters, and the occasional control or backslash.
   const piece = fc.constantFrom(
-    '/', '//', '.', '..', '%2e', '%2E', '%2f', '%5c', '%61', '%41', '%7e', '%3a', '%3A', '%25', '%',
-    '%4', '%zz', '%00', 'a', 'B', '~', '-', '_', '?', '=', '&', '\\', '#', ' ', '\t', 'é', '%c3%a9',
+    '/',
+    '//',
+    '.',
+    '..',
+    '%2e',
+    '%2E',
+    '%2f',
+    '%5c',
+    '%61',
+    '%41',
+    '%7e',
+    '%3a',
+    '%3A',
+    '%25',
+    '%',
+    '%4',
+    '%zz',
+    '%00',
+    'a',
+    'B',
+    '~',
+    '-',
+    '_',
+    '?',
+    '=',
+    '&',
+    '\\',
+    '#',
+    ' ',
+    '\t',
+    'é',
+    '%c3%a9',
   );
   const target = fc.array(piece, { maxLength: 24 }).map((xs) => '/' + xs.join(''));
   const anyString = fc.string({ unit: 'binary', maxLength: 40 });
 
   test('never throws, on structured targets and on arbitrary strings', () => {
-    fc.assert(fc.property(target, (t) => { normalizePath(t); }), { numRuns: 3000 });
-    fc.assert(fc.property(anyString, (t) => { normalizePath(t); normalizePath('/' + t); }), { numRuns: 3000 });
+    fc.assert(
+      fc.property(target, (t) => {
+        normalizePath(t);
+      }),
+      { numRuns: 3000 },
+    );
+    fc.assert(
+      fc.property(anyString, (t) => {
+        normalizePath(t);
+        normalizePath('/' + t);
+      }),
+      { numRuns: 3000 },
+    );
   });
 
   test('is idempotent', () => {

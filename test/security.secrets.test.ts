@@ -30,7 +30,9 @@ before(async () => {
   const side = await pki.issue('side', { uris: ['spiffe://cluster.local/ns/shop/sa/web'] });
   // the base64 lines of each private key: none may show up anywhere
   keyBodies = [server.key, side.key, pki.caKey].flatMap((f) =>
-    readFileSync(f, 'utf8').split('\n').filter((l) => l.length > 20 && !l.startsWith('-----')),
+    readFileSync(f, 'utf8')
+      .split('\n')
+      .filter((l) => l.length > 20 && !l.startsWith('-----')),
   );
   app = await startUpstream((req, res) => {
     res.writeHead(200, { 'set-cookie': SECRETS.setCookie, 'content-type': 'text/plain' });
@@ -77,8 +79,16 @@ test('credentials in requests and responses never reach the log', async () => {
   assert.equal(ok.headers['set-cookie']?.[0], SECRETS.setCookie);
   // refused at the edge, no route, upstream TLS failure (the app speaks plaintext): every
   // error path logs something at debug level
-  await rawExchange(p.outbound, `GET /x?access_token=${NEEDLES[0]} HTTP/1.1\r\nHost: app\r\nAuthorization: ${SECRETS.authorization}\r\nCookie: ${SECRETS.cookie}\r\nContent_Length: 1\r\n\r\n`, 2000);
-  await rawExchange(p.outbound, `GET /x HTTP/1.1\r\nHost: app\r\nHost: b\r\nProxy-Authorization: ${SECRETS['proxy-authorization']}\r\n\r\n`, 2000);
+  await rawExchange(
+    p.outbound,
+    `GET /x?access_token=${NEEDLES[0]} HTTP/1.1\r\nHost: app\r\nAuthorization: ${SECRETS.authorization}\r\nCookie: ${SECRETS.cookie}\r\nContent_Length: 1\r\n\r\n`,
+    2000,
+  );
+  await rawExchange(
+    p.outbound,
+    `GET /x HTTP/1.1\r\nHost: app\r\nHost: b\r\nProxy-Authorization: ${SECRETS['proxy-authorization']}\r\n\r\n`,
+    2000,
+  );
   // passthrough to a name that does not resolve (.invalid, RFC 6761)
   assert.ok((await request(p.outbound, { path: '/x', headers: { host: 'nowhere.invalid', ...creds } })).status >= 400);
   assert.equal((await request(p.outbound, { path: '/x', headers: { host: 'mtls', ...creds } })).status, 502);
@@ -95,11 +105,13 @@ test('credentials in requests and responses never reach the log', async () => {
 
 test('/config shows file paths, never key material or credentials', async () => {
   const body = await new Promise<string>((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port: p.admin, path: '/config' }, (res) => {
-      let b = '';
-      res.on('data', (c: Buffer) => (b += c.toString()));
-      res.on('end', () => resolve(b));
-    }).on('error', reject);
+    http
+      .get({ host: '127.0.0.1', port: p.admin, path: '/config' }, (res) => {
+        let b = '';
+        res.on('data', (c: Buffer) => (b += c.toString()));
+        res.on('end', () => resolve(b));
+      })
+      .on('error', reject);
   });
   const cfg = JSON.parse(body) as { inbound: { tls: { key: string } }; clusters: Record<string, { tls?: { key: string } }> };
   assert.match(cfg.inbound.tls.key, /server\.key$/);

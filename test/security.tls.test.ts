@@ -53,7 +53,10 @@ describe('HandshakeFailureLog', () => {
   test('logs once per reason per interval, carrying the suppressed count', () => {
     let now = 1_000_000;
     const logged: { obj: Record<string, unknown>; msg: string }[] = [];
-    const log = new HandshakeFailureLog((obj, msg) => logged.push({ obj: obj as Record<string, unknown>, msg }), () => now);
+    const log = new HandshakeFailureLog(
+      (obj, msg) => logged.push({ obj: obj as Record<string, unknown>, msg }),
+      () => now,
+    );
     log.record('ECONNRESET');
     log.record('ECONNRESET');
     log.record('alert_bad_certificate');
@@ -78,7 +81,7 @@ describe('HandshakeFailureLog', () => {
     assert.equal(handshakeFailureReason(e('ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE')), 'bad_certificate');
     assert.equal(handshakeFailureReason(e('ERR_SSL_HTTP_REQUEST')), 'protocol');
     assert.equal(handshakeFailureReason(e('ERR_SSL_WRONG_VERSION_NUMBER')), 'protocol');
-    assert.equal(handshakeFailureReason(e('ERR_SSL_SOMETHING_ELSE', 'a scanner\'s bytes')), 'handshake');
+    assert.equal(handshakeFailureReason(e('ERR_SSL_SOMETHING_ELSE', "a scanner's bytes")), 'handshake');
     // a failed client certificate makes Node reset quietly; the socket still knows why
     assert.equal(handshakeFailureReason(e('ECONNRESET'), { authorizationError: new Error('expired') } as never), 'bad_certificate');
   });
@@ -103,7 +106,11 @@ before(async () => {
     ['evil', { uris: [NS + 'evil'], dns: ['backend.shop.svc'] }],
     ['foreignserver', { uris: [BACKEND], signer: 'other' }],
   ];
-  await Promise.all(specs.map(async ([name, o]) => { certs[name] = await pki.issue(name, o); }));
+  await Promise.all(
+    specs.map(async ([name, o]) => {
+      certs[name] = await pki.issue(name, o);
+    }),
+  );
   mesh = await readTlsMaterial({ cert: certs['server']!.cert, key: certs['server']!.key, ca: pki.ca });
 });
 after(async () => {
@@ -189,7 +196,11 @@ describe('inbound mTLS (tls.createServer with inboundServerOptions)', () => {
     assert.equal(o.requestCert, true);
     assert.equal(o.rejectUnauthorized, true);
     assert.throws(
-      () => inboundServerOptions({ cert: 'x', key: 'y', ca: null, requireClientCert: true }, { cert: mesh.cert as Buffer, key: mesh.key as Buffer }),
+      () =>
+        inboundServerOptions(
+          { cert: 'x', key: 'y', ca: null, requireClientCert: true },
+          { cert: mesh.cert as Buffer, key: mesh.key as Buffer },
+        ),
       /needs a ca/,
     );
   });

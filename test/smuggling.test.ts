@@ -35,7 +35,12 @@ async function startRecorder(): Promise<Recorder> {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('error', () => undefined);
     req.on('end', () => {
-      rec.completed.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('latin1') });
+      rec.completed.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString('latin1'),
+      });
       res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 2 });
       res.end('ok');
     });
@@ -95,7 +100,9 @@ function sendRaw(port: number, bytes: string, ms = 3000, errorsClose = true): Pr
       const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
       const cl = /\r\ncontent-length: (\d+)/i.exec(text.slice(0, end));
       const complete =
-        cl !== null ? buf.length >= end + 4 + Number(cl[1]) : /\r\ntransfer-encoding: chunked/i.test(text.slice(0, end)) && text.endsWith('\r\n0\r\n\r\n');
+        cl !== null
+          ? buf.length >= end + 4 + Number(cl[1])
+          : /\r\ntransfer-encoding: chunked/i.test(text.slice(0, end)) && text.endsWith('\r\n0\r\n\r\n');
       if (status > 0 && (status < 400 || !errorsClose) && complete) finish(false);
     });
     s.on('error', () => undefined);
@@ -171,13 +178,27 @@ const WS = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 
 const TUNNEL_VECTORS: readonly (Vector & { outboundOnly?: true })[] = [
   { name: 'upgrade: Content_Length alias', raw: `GET /ws HTTP/1.1\r\nHost: svc\r\n${WS}Content_Length: 5\r\n\r\n`, expect: 'reject' },
   { name: 'upgrade: two Host headers', raw: `GET /ws HTTP/1.1\r\nHost: svc\r\nHost: admin\r\n${WS}\r\n`, expect: 'reject' },
-  { name: 'upgrade: Transfer-Encoding gzip', raw: `GET /ws HTTP/1.1\r\nHost: svc\r\n${WS}Transfer-Encoding: gzip, chunked\r\n\r\n`, expect: 'reject' },
+  {
+    name: 'upgrade: Transfer-Encoding gzip',
+    raw: `GET /ws HTTP/1.1\r\nHost: svc\r\n${WS}Transfer-Encoding: gzip, chunked\r\n\r\n`,
+    expect: 'reject',
+  },
   { name: 'upgrade: encoded slash in path', raw: `GET /ws%2F..%2Fadmin HTTP/1.1\r\nHost: svc\r\n${WS}\r\n`, expect: 'reject' },
   { name: 'upgrade: URL over maxUrlLength', raw: `GET /${'w'.repeat(9000)} HTTP/1.1\r\nHost: svc\r\n${WS}\r\n`, expect: 'reject' },
   { name: 'CONNECT: no port', raw: 'CONNECT svc HTTP/1.1\r\nHost: svc\r\n\r\n', expect: 'reject', outboundOnly: true },
   { name: 'CONNECT: userinfo', raw: 'CONNECT u@svc:80 HTTP/1.1\r\nHost: svc:80\r\n\r\n', expect: 'reject', outboundOnly: true },
-  { name: 'CONNECT: X_Forwarded_For alias', raw: `CONNECT 127.0.0.1:${'1'} HTTP/1.1\r\nHost: 127.0.0.1:1\r\nX_Forwarded_For: 1.2.3.4\r\n\r\n`, expect: 'reject', outboundOnly: true },
-  { name: 'CONNECT: two Host headers', raw: 'CONNECT svc:80 HTTP/1.1\r\nHost: svc:80\r\nHost: admin:80\r\n\r\n', expect: 'reject', outboundOnly: true },
+  {
+    name: 'CONNECT: X_Forwarded_For alias',
+    raw: `CONNECT 127.0.0.1:${'1'} HTTP/1.1\r\nHost: 127.0.0.1:1\r\nX_Forwarded_For: 1.2.3.4\r\n\r\n`,
+    expect: 'reject',
+    outboundOnly: true,
+  },
+  {
+    name: 'CONNECT: two Host headers',
+    raw: 'CONNECT svc:80 HTTP/1.1\r\nHost: svc:80\r\nHost: admin:80\r\n\r\n',
+    expect: 'reject',
+    outboundOnly: true,
+  },
 ];
 
 for (const dir of ['inbound', 'outbound'] as const) {
@@ -189,7 +210,11 @@ for (const dir of ['inbound', 'outbound'] as const) {
         const r = await sendRaw(dir === 'inbound' ? p.inbound : p.outbound, v.raw);
         assert.ok(r.status >= 400 && r.status < 500, `${v.name}: want a 4xx, got ${r.status} ${JSON.stringify(r.head.slice(0, 120))}`);
         assert.equal(r.closed, true);
-        assert.equal(rec.raw.reduce((n, b) => n + b.length, 0), bytes, 'not a byte upstream');
+        assert.equal(
+          rec.raw.reduce((n, b) => n + b.length, 0),
+          bytes,
+          'not a byte upstream',
+        );
       });
     }
   });
@@ -217,7 +242,13 @@ test('a well-formed pipelined pair is forwarded as exactly two requests', async 
   const end = Date.now() + 3000;
   while (rec.completed.length < before + 2 && Date.now() < end) await new Promise((res) => setTimeout(res, 10));
   // forwarded concurrently on pooled connections, so in either order
-  assert.deepEqual(rec.completed.slice(before).map((c) => c.url).sort(), ['/one', '/two']);
+  assert.deepEqual(
+    rec.completed
+      .slice(before)
+      .map((c) => c.url)
+      .sort(),
+    ['/one', '/two'],
+  );
   sentOk += 2;
 });
 
@@ -254,7 +285,10 @@ test('maxConnections: a connection over the cap is closed without being served',
     const r = await sendRaw(q.outbound, 'GET /third HTTP/1.1\r\nHost: svc\r\n\r\n');
     assert.notEqual(r.status, 200);
     assert.equal(r.closed, true);
-    assert.equal(rec.completed.some((c) => c.url === '/third'), false);
+    assert.equal(
+      rec.completed.some((c) => c.url === '/third'),
+      false,
+    );
   } finally {
     for (const s of held) s.destroy();
     await q.close();
@@ -269,7 +303,10 @@ test('global oracle: the upstream parsed only what was deliberately forwarded', 
   // then sees a connection closed inside a message (HPE_INVALID_EOF_STATE), never a complete
   // request, and never anything it failed to parse.
   const aborted = rec.parseErrors.filter((e) => e.startsWith('HPE_INVALID_EOF_STATE')).length;
-  assert.deepEqual(rec.parseErrors.filter((e) => !e.startsWith('HPE_INVALID_EOF_STATE')), []);
+  assert.deepEqual(
+    rec.parseErrors.filter((e) => !e.startsWith('HPE_INVALID_EOF_STATE')),
+    [],
+  );
   assert.equal(rec.completed.length, sentOk);
   assert.equal(rec.started, rec.completed.length + aborted, 'every head without its body was an abort');
   assert.equal(requestLines(rec.raw), rec.started, 'no request line hidden inside a forwarded body');
@@ -306,12 +343,20 @@ describe('response vectors from a raw upstream', () => {
         const r = await sendRaw(q.outbound, 'GET /r HTTP/1.1\r\nHost: raw\r\n\r\n', 3000, false);
         if (v.expect === 'ok') {
           assert.equal(r.status, 200);
-          assert.equal([...served].every((s) => !s.destroyed), true, 'a good upstream connection is kept for reuse');
+          assert.equal(
+            [...served].every((s) => !s.destroyed),
+            true,
+            'a good upstream connection is kept for reuse',
+          );
         } else if (v.stage === 'head') {
           assert.equal(r.status, 502, `${v.name}: ${r.head}`);
           assert.match(r.head, /\r\nx-outrigger-error: upstream_protocol_error/i);
           await Promise.all(closed);
-          assert.equal([...served].every((s) => s.destroyed), true, 'the upstream connection is discarded');
+          assert.equal(
+            [...served].every((s) => s.destroyed),
+            true,
+            'the upstream connection is discarded',
+          );
         } else {
           // head relayed, body broken: the client's response is cut short, the upstream dropped
           // (0: the proxy had not flushed the head yet and reset the client connection)

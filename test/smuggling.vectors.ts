@@ -15,8 +15,7 @@ export interface Vector {
 export const VECTOR_LIMITS = Object.freeze({ maxHeaders: 100, maxUrlLength: 8192 });
 
 const H = 'Host: svc\r\n';
-const post = (headers: string, body: string): string =>
-  `POST /submit HTTP/1.1\r\n${H}${headers}\r\n${body}`;
+const post = (headers: string, body: string): string => `POST /submit HTTP/1.1\r\n${H}${headers}\r\n${body}`;
 const get = (headers: string, target = '/'): string => `GET ${target} HTTP/1.1\r\n${headers}\r\n`;
 
 const manyHeaders = (n: number): string => {
@@ -42,8 +41,16 @@ export const REQUEST_VECTORS: readonly Vector[] = [
 
   // ---- CL.TE / TE.CL ----
   { name: 'CL.TE: CL then TE', raw: post('Content-Length: 6\r\nTransfer-Encoding: chunked\r\n', '0\r\n\r\nG'), expect: 'reject' },
-  { name: 'TE.CL: TE then CL', raw: post('Transfer-Encoding: chunked\r\nContent-Length: 3\r\n', '8\r\nSMUGGLED\r\n0\r\n\r\n'), expect: 'reject' },
-  { name: 'CL.TE with smuggled GET', raw: post('Content-Length: 44\r\nTransfer-Encoding: chunked\r\n', '0\r\n\r\nGET /admin HTTP/1.1\r\nHost: svc\r\n\r\n'), expect: 'reject' },
+  {
+    name: 'TE.CL: TE then CL',
+    raw: post('Transfer-Encoding: chunked\r\nContent-Length: 3\r\n', '8\r\nSMUGGLED\r\n0\r\n\r\n'),
+    expect: 'reject',
+  },
+  {
+    name: 'CL.TE with smuggled GET',
+    raw: post('Content-Length: 44\r\nTransfer-Encoding: chunked\r\n', '0\r\n\r\nGET /admin HTTP/1.1\r\nHost: svc\r\n\r\n'),
+    expect: 'reject',
+  },
 
   // ---- TE.TE obfuscation ----
   { name: 'TE: xchunked', raw: post('Transfer-Encoding: xchunked\r\n', '5\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
@@ -52,13 +59,25 @@ export const REQUEST_VECTORS: readonly Vector[] = [
   { name: 'TE: gzip, chunked', raw: post('Transfer-Encoding: gzip, chunked\r\n', '5\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
   { name: 'TE: space before colon', raw: post('Transfer-Encoding : chunked\r\n', '5\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
   { name: 'TE: tab before colon', raw: post('Transfer-Encoding\t: chunked\r\n', '5\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
-  { name: 'TE: leading space on the line (obs-fold)', raw: post('X-A: b\r\n Transfer-Encoding: chunked\r\n', '5\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
+  {
+    name: 'TE: leading space on the line (obs-fold)',
+    raw: post('X-A: b\r\n Transfer-Encoding: chunked\r\n', '5\r\nhello\r\n0\r\n\r\n'),
+    expect: 'reject',
+  },
   { name: 'TE: vertical tab before value', raw: post('Transfer-Encoding:\x0bchunked\r\n', '5\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
   { name: 'TE: form feed before value', raw: post('Transfer-Encoding:\x0cchunked\r\n', '5\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
   { name: 'TE: quoted "chunked"', raw: post('Transfer-Encoding: "chunked"\r\n', '5\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
   { name: 'TE: chunked with parameter', raw: post('Transfer-Encoding: chunked;q=1\r\n', '5\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
-  { name: 'TE: duplicated chunked headers', raw: post('Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n', '5\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
-  { name: 'TE: chunked then identity header', raw: post('Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n', '5\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
+  {
+    name: 'TE: duplicated chunked headers',
+    raw: post('Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n', '5\r\nhello\r\n0\r\n\r\n'),
+    expect: 'reject',
+  },
+  {
+    name: 'TE: chunked then identity header',
+    raw: post('Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n', '5\r\nhello\r\n0\r\n\r\n'),
+    expect: 'reject',
+  },
   { name: 'TE: NUL inside name', raw: post('Transfer-Encoding\x00: chunked\r\n', '5\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
   { name: 'TE: on HTTP/1.0', raw: `POST / HTTP/1.0\r\n${H}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`, expect: 'reject' },
   { name: 'TE: empty value', raw: post('Transfer-Encoding: \r\n', ''), expect: 'reject' },
@@ -76,15 +95,35 @@ export const REQUEST_VECTORS: readonly Vector[] = [
   { name: 'CL: overflowing 2^64', raw: post('Content-Length: 18446744073709551621\r\n', 'hello'), expect: 'reject' },
 
   // ---- `_` spellings of protected headers ----
-  { name: 'underscore: Content_Length beside TE', raw: post('Transfer-Encoding: chunked\r\nContent_Length: 3\r\n', '5\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
-  { name: 'underscore: transfer_encoding beside CL', raw: post('Content-Length: 5\r\ntransfer_encoding: chunked\r\n', 'hello'), expect: 'reject' },
+  {
+    name: 'underscore: Content_Length beside TE',
+    raw: post('Transfer-Encoding: chunked\r\nContent_Length: 3\r\n', '5\r\nhello\r\n0\r\n\r\n'),
+    expect: 'reject',
+  },
+  {
+    name: 'underscore: transfer_encoding beside CL',
+    raw: post('Content-Length: 5\r\ntransfer_encoding: chunked\r\n', 'hello'),
+    expect: 'reject',
+  },
   { name: 'underscore: X_Forwarded_For', raw: get(`${H}X_Forwarded_For: 10.0.0.1\r\n`), expect: 'reject' },
 
   // ---- hop-by-hop abuse ----
-  { name: 'Connection: content-length (strip the framing downstream)', raw: post('Content-Length: 5\r\nConnection: keep-alive, Content-Length\r\n', 'hello'), expect: 'reject' },
-  { name: 'Connection: transfer-encoding', raw: post('Transfer-Encoding: chunked\r\nConnection: Transfer-Encoding\r\n', '5\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
+  {
+    name: 'Connection: content-length (strip the framing downstream)',
+    raw: post('Content-Length: 5\r\nConnection: keep-alive, Content-Length\r\n', 'hello'),
+    expect: 'reject',
+  },
+  {
+    name: 'Connection: transfer-encoding',
+    raw: post('Transfer-Encoding: chunked\r\nConnection: Transfer-Encoding\r\n', '5\r\nhello\r\n0\r\n\r\n'),
+    expect: 'reject',
+  },
   { name: 'Connection: host', raw: get(`${H}Connection: host\r\n`), expect: 'reject' },
-  { name: 'Upgrade: h2c (h2c smuggling)', raw: get(`${H}Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n`), expect: 'reject' },
+  {
+    name: 'Upgrade: h2c (h2c smuggling)',
+    raw: get(`${H}Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n`),
+    expect: 'reject',
+  },
   { name: 'ok: Connection: keep-alive, x-custom', raw: get(`${H}Connection: keep-alive, X-Custom\r\nX-Custom: 1\r\n`), expect: 'ok' },
 
   // ---- line endings and folding ----
@@ -105,7 +144,11 @@ export const REQUEST_VECTORS: readonly Vector[] = [
   // ---- chunked body framing ----
   { name: 'chunk size 0x5', raw: post('Transfer-Encoding: chunked\r\n', '0x5\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
   { name: 'chunk size -1', raw: post('Transfer-Encoding: chunked\r\n', '-1\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
-  { name: 'chunk size overflowing 64 bits', raw: post('Transfer-Encoding: chunked\r\n', 'ffffffffffffffffff\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
+  {
+    name: 'chunk size overflowing 64 bits',
+    raw: post('Transfer-Encoding: chunked\r\n', 'ffffffffffffffffff\r\nhello\r\n0\r\n\r\n'),
+    expect: 'reject',
+  },
   { name: 'chunk size with leading space', raw: post('Transfer-Encoding: chunked\r\n', ' 5\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
   { name: 'chunk extension with NUL', raw: post('Transfer-Encoding: chunked\r\n', '5;a=\x00\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
   { name: 'chunk extension with bare LF', raw: post('Transfer-Encoding: chunked\r\n', '5;a\nb\r\nhello\r\n0\r\n\r\n'), expect: 'reject' },
@@ -165,16 +208,66 @@ export interface ResponseVector extends Vector {
 
 export const RESPONSE_VECTORS: readonly ResponseVector[] = [
   { name: 'resp ok: Content-Length', raw: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello', expect: 'ok', stage: 'head' },
-  { name: 'resp ok: chunked', raw: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', expect: 'ok', stage: 'head' },
-  { name: 'resp: CL and TE', raw: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', expect: 'reject', stage: 'head' },
-  { name: 'resp: duplicate equal CL', raw: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello', expect: 'reject', stage: 'head' },
-  { name: 'resp: conflicting CL', raw: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 3\r\n\r\nhello', expect: 'reject', stage: 'head' },
+  {
+    name: 'resp ok: chunked',
+    raw: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+    expect: 'ok',
+    stage: 'head',
+  },
+  {
+    name: 'resp: CL and TE',
+    raw: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+    expect: 'reject',
+    stage: 'head',
+  },
+  {
+    name: 'resp: duplicate equal CL',
+    raw: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello',
+    expect: 'reject',
+    stage: 'head',
+  },
+  {
+    name: 'resp: conflicting CL',
+    raw: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 3\r\n\r\nhello',
+    expect: 'reject',
+    stage: 'head',
+  },
   { name: 'resp: CL +5', raw: 'HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello', expect: 'reject', stage: 'head' },
-  { name: 'resp: TE gzip (read to close)', raw: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\nhello', expect: 'reject', stage: 'head' },
-  { name: 'resp: TE gzip, chunked', raw: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', expect: 'reject', stage: 'head' },
-  { name: 'resp: two TE headers', raw: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', expect: 'reject', stage: 'head' },
-  { name: 'resp: Content_Length beside TE', raw: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent_Length: 3\r\n\r\n5\r\nhello\r\n0\r\n\r\n', expect: 'reject', stage: 'head' },
+  {
+    name: 'resp: TE gzip (read to close)',
+    raw: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\nhello',
+    expect: 'reject',
+    stage: 'head',
+  },
+  {
+    name: 'resp: TE gzip, chunked',
+    raw: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+    expect: 'reject',
+    stage: 'head',
+  },
+  {
+    name: 'resp: two TE headers',
+    raw: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+    expect: 'reject',
+    stage: 'head',
+  },
+  {
+    name: 'resp: Content_Length beside TE',
+    raw: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent_Length: 3\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+    expect: 'reject',
+    stage: 'head',
+  },
   { name: 'resp: obs-fold', raw: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: a\r\n b\r\n\r\nhello', expect: 'reject', stage: 'head' },
-  { name: 'resp: bad chunk size', raw: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n', expect: 'reject', stage: 'body' },
-  { name: 'resp: body shorter than CL, then close', raw: 'HTTP/1.1 200 OK\r\nContent-Length: 50\r\nConnection: close\r\n\r\nhello', expect: 'reject', stage: 'body' },
+  {
+    name: 'resp: bad chunk size',
+    raw: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n',
+    expect: 'reject',
+    stage: 'body',
+  },
+  {
+    name: 'resp: body shorter than CL, then close',
+    raw: 'HTTP/1.1 200 OK\r\nContent-Length: 50\r\nConnection: close\r\n\r\nhello',
+    expect: 'reject',
+    stage: 'body',
+  },
 ];

@@ -19,14 +19,21 @@ class Lines extends Writable {
   }
 }
 
-const text = fc.oneof(fc.string({ maxLength: 20 }), fc.string({ unit: 'binary', maxLength: 12 }), fc.constantFrom('/a"b', 'x\\y', 'tab\there', 'nl\n', '\u2028', '\ud800', 'é/ü'));
+const text = fc.oneof(
+  fc.string({ maxLength: 20 }),
+  fc.string({ unit: 'binary', maxLength: 12 }),
+  fc.constantFrom('/a"b', 'x\\y', 'tab\there', 'nl\n', '\u2028', '\ud800', 'é/ü'),
+);
 const record: fc.Arbitrary<AccessRecord> = fc.record({
   direction: fc.constantFrom('inbound', 'outbound'),
   method: fc.option(text, { nil: undefined }),
   path: text,
   host: fc.option(text, { nil: undefined }),
   status: fc.integer({ min: 100, max: 599 }),
-  duration_ms: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 10_000_000 }).map((n) => n / 1e3)),
+  duration_ms: fc.oneof(
+    fc.constant(0),
+    fc.integer({ min: 0, max: 10_000_000 }).map((n) => n / 1e3),
+  ),
   bytes_in: fc.nat(),
   bytes_out: fc.nat(),
   route: text,
@@ -44,7 +51,16 @@ const SURROGATE = /[\ud800-\udfff]/;
 /** The line pino wrote for a record, with its time replaced by the given one. */
 function pinoLine(r: AccessRecord, time: string): string {
   const out = new Lines();
-  const logger = pino({ level: 'info', base: null, messageKey: 'msg', timestamp: () => `,"time":"${time}"`, formatters: { level: (label) => ({ level: label }) } }, out);
+  const logger = pino(
+    {
+      level: 'info',
+      base: null,
+      messageKey: 'msg',
+      timestamp: () => `,"time":"${time}"`,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    out,
+  );
   logger.info({ ...r }, 'access');
   return out.lines.join('');
 }
@@ -75,8 +91,29 @@ test('access lines are what pino wrote for the same record', () => {
 });
 
 test('access lines follow the log level: written at info and debug, not at warn', () => {
-  const r: AccessRecord = { direction: 'inbound', method: 'GET', path: '/', host: 'h', status: 200, duration_ms: 1.5, bytes_in: 0, bytes_out: 2, route: 'r', cluster: 'c', upstream: '127.0.0.1:1', attempts: 1, request_id: 'id', trace_id: 't', error: undefined };
-  for (const [level, expected] of [['debug', 1], ['info', 1], ['warn', 0], ['silent', 0]] as const) {
+  const r: AccessRecord = {
+    direction: 'inbound',
+    method: 'GET',
+    path: '/',
+    host: 'h',
+    status: 200,
+    duration_ms: 1.5,
+    bytes_in: 0,
+    bytes_out: 2,
+    route: 'r',
+    cluster: 'c',
+    upstream: '127.0.0.1:1',
+    attempts: 1,
+    request_id: 'id',
+    trace_id: 't',
+    error: undefined,
+  };
+  for (const [level, expected] of [
+    ['debug', 1],
+    ['info', 1],
+    ['warn', 0],
+    ['silent', 0],
+  ] as const) {
     const out = new Lines();
     createLoggers(level, out).access.write(r);
     assert.equal(out.lines.length, expected, level);
@@ -87,7 +124,10 @@ test('access lines follow the log level: written at info and debug, not at warn'
   log.info('before');
   access.write(r);
   log.info('after');
-  assert.deepEqual(out.lines.map((l) => (JSON.parse(l) as { msg: string }).msg), ['before', 'access', 'after']);
+  assert.deepEqual(
+    out.lines.map((l) => (JSON.parse(l) as { msg: string }).msg),
+    ['before', 'access', 'after'],
+  );
 });
 
 test('isoNow is Date#toISOString, whatever the millisecond and across seconds', () => {

@@ -57,7 +57,8 @@ function call(port: number, path: string, client: Cert | null, method = 'GET'): 
 
 async function metric(port: number, line: RegExp): Promise<number> {
   const text = await new Promise<string>((resolve, reject) => {
-    net.connect(port, '127.0.0.1')
+    net
+      .connect(port, '127.0.0.1')
       .on('error', reject)
       .end('GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
       .on('data', function (this: net.Socket, c: Buffer) {
@@ -192,7 +193,16 @@ describe('inbound authorization (default deny, first match wins)', () => {
     }
   });
 
-  for (const path of ['/%61pi/admin', '//api/admin', '/x/../api/admin', '/api/./admin', '/api//admin/', '/api/%61dmin/users', '/%2e%2e/api/admin', '/api/x/%2E%2E/admin']) {
+  for (const path of [
+    '/%61pi/admin',
+    '//api/admin',
+    '/x/../api/admin',
+    '/api/./admin',
+    '/api//admin/',
+    '/api/%61dmin/users',
+    '/%2e%2e/api/admin',
+    '/api/x/%2E%2E/admin',
+  ]) {
     test(`normalisation: ${path} cannot slip past the deny rule on /api/admin`, async () => {
       const before = app.requests.length;
       const r = await call(p.inbound, path, web());
@@ -246,7 +256,9 @@ describe('inbound authorization (default deny, first match wins)', () => {
       s.on('data', (c: Buffer) => (data += c.toString('latin1')));
       s.on('error', () => undefined);
       await once(s, 'secureConnect');
-      s.write(`GET ${path} HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+      s.write(
+        `GET ${path} HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+      );
       await once(s, 'close');
       assert.match(data, /^HTTP\/1\.1 403 /, path);
       assert.match(data, /x-outrigger-error: forbidden/i);
@@ -363,7 +375,10 @@ clusters:
     const r = await plain('good');
     assert.equal(r.status, 200, JSON.stringify(r) + JSON.stringify(q.logs.slice(-3)));
     assert.match(r.body, /secure/);
-    assert.ok(seen.some((s) => s === `/hello URI:${NS}/web`), seen.join('|'));
+    assert.ok(
+      seen.some((s) => s === `/hello URI:${NS}/web`),
+      seen.join('|'),
+    );
   });
 
   test('a server whose principal is not listed is refused before any request is sent', async () => {

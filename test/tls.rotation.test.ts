@@ -202,13 +202,16 @@ test('cert and key rotation under load: new handshakes get the new cert, open co
 test('CA rotation: a client of the new CA is refused until the bundle includes it, then accepted', async () => {
   await assert.rejects(call(foreign, false));
   replace(live.ca, Buffer.concat([readFileSync(pki.ca), readFileSync(pki.otherCa)]));
-  await waitFor(async () => {
-    try {
-      return (await call(foreign, false)).status === 200;
-    } catch {
-      return false;
-    }
-  }, { what: 'the new CA bundle', ...ROTATION });
+  await waitFor(
+    async () => {
+      try {
+        return (await call(foreign, false)).status === 200;
+      } catch {
+        return false;
+      }
+    },
+    { what: 'the new CA bundle', ...ROTATION },
+  );
   // the old CA's clients still pass
   assert.equal((await call(web, false)).status, 200);
 });
@@ -248,7 +251,10 @@ test('outbound client certificate rotation under load: the cluster gets a new po
   assert.deepEqual(failures, []);
   // after the switch every new request presents B (the old pool only finished what it had)
   const last = upstreamSaw.slice(-10);
-  assert.deepEqual(last, last.map(() => serialB));
+  assert.deepEqual(
+    last,
+    last.map(() => serialB),
+  );
 });
 
 test('a TLS session from before a CA is removed cannot be resumed to get past it', async () => {

@@ -73,7 +73,10 @@ test('A and AAAA records both become endpoints; /clusters and metrics list them 
   await waitFor(async () => (await endpointsOf('dual')).length === 2);
   assert.deepEqual(await endpointsOf('dual'), [`127.0.0.1:${P}`, `[::1]:${P}`].sort());
   const t = tally(await Promise.all(Array.from({ length: 6 }, async () => (await via('dual-svc')).from)));
-  assert.deepEqual([...t.entries()].sort(), [['one', 3], ['six', 3]]);
+  assert.deepEqual([...t.entries()].sort(), [
+    ['one', 3],
+    ['six', 3],
+  ]);
   const r = await request(p.admin, { path: '/clusters' });
   const dual = (JSON.parse(r.body.toString()) as { clusters: Record<string, Record<string, unknown>> }).clusters['dual']!;
   assert.equal(dual['discovery'], `dns:dual.svc.test:${P}`);
@@ -93,7 +96,10 @@ test('a DNS change is picked up on refresh; in-flight requests and the pools of 
     const r = via('moving-svc');
     const landed = await Promise.race([
       r.then(() => 'done'),
-      waitFor(() => two.held.length > 0).then(() => 'held', () => 'timeout'),
+      waitFor(() => two.held.length > 0).then(
+        () => 'held',
+        () => 'timeout',
+      ),
     ]);
     if (landed === 'held') inflight = r;
   }

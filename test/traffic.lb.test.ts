@@ -25,7 +25,12 @@ async function many(n: number, host: string, headers: Record<string, string> = {
   return out;
 }
 
-async function clusters(): Promise<Record<string, { endpoints: { address: string; healthy: boolean; ejected: boolean; available: boolean }[]; loadBalancer: Record<string, unknown> }>> {
+async function clusters(): Promise<
+  Record<
+    string,
+    { endpoints: { address: string; healthy: boolean; ejected: boolean; available: boolean }[]; loadBalancer: Record<string, unknown> }
+  >
+> {
   const r = await request(p.admin, { path: '/clusters' });
   return (JSON.parse(r.body.toString()) as { clusters: never }).clusters;
 }
@@ -81,7 +86,11 @@ after(async () => {
 
 test('round-robin: exactly even over sequential requests', async () => {
   const t = tally(await many(300, 'rr-svc'));
-  assert.deepEqual([...t.entries()].sort(), [['a', 100], ['b', 100], ['c', 100]]);
+  assert.deepEqual([...t.entries()].sort(), [
+    ['a', 100],
+    ['b', 100],
+    ['c', 100],
+  ]);
 });
 
 test('random: every endpoint gets a fair share (wide bounds)', async () => {
@@ -169,5 +178,8 @@ test('an ejected endpoint (outlier detection) is skipped', async () => {
   const before = failing.hits;
   const t = tally(await many(30, 'outlier-svc'));
   assert.equal(failing.hits, before);
-  assert.deepEqual([...t.entries()].sort(), [['a', 15], ['b', 15]]);
+  assert.deepEqual([...t.entries()].sort(), [
+    ['a', 15],
+    ['b', 15],
+  ]);
 });

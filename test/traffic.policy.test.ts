@@ -22,7 +22,13 @@ let p: TestProxy;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 
 function get(host: string, opts: { path?: string; method?: string; body?: Buffer | string; headers?: Record<string, string> } = {}) {
-  return request(p.outbound, { path: opts.path ?? '/', method: opts.method ?? 'GET', body: opts.body ?? '', headers: { host, ...(opts.headers ?? {}) }, agent });
+  return request(p.outbound, {
+    path: opts.path ?? '/',
+    method: opts.method ?? 'GET',
+    body: opts.body ?? '',
+    headers: { host, ...(opts.headers ?? {}) },
+    agent,
+  });
 }
 
 before(async () => {
@@ -228,7 +234,11 @@ test('inbound rate limit protects the app the same way', async () => {
 test('weighted split 70/20/10 is exact per 10 requests and interleaved', async () => {
   const froms: string[] = [];
   for (let i = 0; i < 100; i++) froms.push(String((await get('split-svc')).headers['x-upstream']));
-  assert.deepEqual([...tally(froms).entries()].sort(), [['s1', 70], ['s2', 20], ['s3', 10]]);
+  assert.deepEqual([...tally(froms).entries()].sort(), [
+    ['s1', 70],
+    ['s2', 20],
+    ['s3', 10],
+  ]);
   for (let w = 0; w < 100; w += 10) {
     const t = tally(froms.slice(w, w + 10));
     assert.deepEqual([t.get('s1'), t.get('s2'), t.get('s3')], [7, 2, 1], `window ${w}`);

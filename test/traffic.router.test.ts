@@ -37,7 +37,22 @@ const PATHS: R['path'][] = [
   { regex: '/r3/q?/z' },
 ];
 const REQ_HOSTS = ['a', 'b', 'x.example.com', 'z.example.com', 'example.com', 'other'];
-const REQ_PATHS = ['/', '/api', '/apix', '/api/', '/api/v1/items', '/api/v2/items', '/r1/a', '/r1/abc', '/r2/xyz', '/r2/x', '/r3/q/z', '/r3//z', '/a/c', '/b/c'];
+const REQ_PATHS = [
+  '/',
+  '/api',
+  '/apix',
+  '/api/',
+  '/api/v1/items',
+  '/api/v2/items',
+  '/r1/a',
+  '/r1/abc',
+  '/r2/xyz',
+  '/r2/x',
+  '/r3/q/z',
+  '/r3//z',
+  '/a/c',
+  '/b/c',
+];
 
 const route: fc.Arbitrary<R> = fc.record({
   hosts: fc.option(fc.uniqueArray(fc.constantFrom(...HOSTS), { minLength: 1, maxLength: 2 }), { nil: null }),

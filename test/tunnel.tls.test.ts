@@ -74,7 +74,7 @@ test('a WebSocket to an mTLS cluster is tunnelled over TLS with the cluster iden
   await closed;
 });
 
-test('an upstream whose principal is not the cluster\'s is refused: 502 upstream_connect_failure', async () => {
+test("an upstream whose principal is not the cluster's is refused: 502 upstream_connect_failure", async () => {
   const ws = new WebSocket(`ws://127.0.0.1:${p.outbound}/`, { headers: { host: 'impostor-svc' } });
   ws.on('error', () => undefined);
   const [, res] = (await once(ws, 'unexpected-response')) as [unknown, import('node:http').IncomingMessage];

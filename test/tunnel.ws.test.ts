@@ -181,7 +181,10 @@ clusters:
   tcp: { endpoints: ["127.0.0.1:${tcpEcho.port}"] }
 `);
   strict = await startProxy(
-    config({ outbound: { unknownHosts: 'reject', limits: { idleTimeout: '300ms' } } }, service('chat', wsRouted.port, {}, { match: { host: 'chat-svc' } })),
+    config(
+      { outbound: { unknownHosts: 'reject', limits: { idleTimeout: '300ms' } } },
+      service('chat', wsRouted.port, {}, { match: { host: 'chat-svc' } }),
+    ),
   );
 });
 
@@ -266,10 +269,15 @@ test('WebSocket echo through passthrough (unknown host) and through the inbound 
 });
 
 test('inbound upgrades pass the same authorization and edge checks as plain requests', async () => {
-  await assert.rejects(openWs(p.inbound, '/private/x'), (e: { status: number; reason: string }) => e.status === 403 && e.reason === 'forbidden');
+  await assert.rejects(
+    openWs(p.inbound, '/private/x'),
+    (e: { status: number; reason: string }) => e.status === 403 && e.reason === 'forbidden',
+  );
   // h2c upgrade is refused at the edge (request smuggling vector), on both listeners
   for (const port of [p.inbound, p.outbound]) {
-    const r = await request(port, { headers: { host: 'chat-svc', connection: 'Upgrade, HTTP2-Settings', upgrade: 'h2c', 'http2-settings': 'AAMAAABkAAQAAP__' } });
+    const r = await request(port, {
+      headers: { host: 'chat-svc', connection: 'Upgrade, HTTP2-Settings', upgrade: 'h2c', 'http2-settings': 'AAMAAABkAAQAAP__' },
+    });
     assert.equal(r.status, 400);
     assert.equal(r.headers['x-outrigger-error'], 'bad_request');
   }
@@ -309,11 +317,17 @@ test('upstream unreachable before the 101 → 502 upstream_connect_failure; unkn
     assert.equal(e.body, '{"error":"upstream_connect_failure"}');
     return true;
   });
-  await assert.rejects(openWs(strict.outbound, '/', { host: 'nowhere-svc' }), (e: { status: number; reason: string }) => e.status === 404 && e.reason === 'no_route');
+  await assert.rejects(
+    openWs(strict.outbound, '/', { host: 'nowhere-svc' }),
+    (e: { status: number; reason: string }) => e.status === 404 && e.reason === 'no_route',
+  );
 });
 
 test('an upstream that never answers the upgrade → 504 upstream_timeout at the route timeout', async () => {
-  await assert.rejects(openWs(p.outbound, '/', { host: 'hang-svc' }), (e: { status: number; reason: string }) => e.status === 504 && e.reason === 'upstream_timeout');
+  await assert.rejects(
+    openWs(p.outbound, '/', { host: 'hang-svc' }),
+    (e: { status: number; reason: string }) => e.status === 504 && e.reason === 'upstream_timeout',
+  );
 });
 
 test('an upgrade the upstream refuses is relayed as its plain response', async () => {

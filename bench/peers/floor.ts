@@ -15,16 +15,19 @@ const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-e
 const server = http.createServer({ keepAliveTimeout: 65_000, noDelay: true }, (req, res) => {
   const headers: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k)) headers[k] = v;
-  pool.request({ path: req.url ?? '/', method: req.method ?? 'GET', headers, body: req.method === 'GET' || req.method === 'HEAD' ? null : req }, (err, data) => {
-    if (err !== null) {
-      res.writeHead(502, { 'content-length': '0' }).end();
-      return;
-    }
-    const out: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(data.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
-    res.writeHead(data.statusCode, out);
-    data.body.pipe(res);
-  });
+  pool.request(
+    { path: req.url ?? '/', method: req.method ?? 'GET', headers, body: req.method === 'GET' || req.method === 'HEAD' ? null : req },
+    (err, data) => {
+      if (err !== null) {
+        res.writeHead(502, { 'content-length': '0' }).end();
+        return;
+      }
+      const out: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(data.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
+      res.writeHead(data.statusCode, out);
+      data.body.pipe(res);
+    },
+  );
 });
 server.headersTimeout = 70_000;
 server.requestTimeout = 0;

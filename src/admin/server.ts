@@ -78,7 +78,12 @@ export class AdminServer {
         // answer says so rather than showing an address nobody listens on.
         if (listenerChanged(this.address, config.admin.listen)) {
           body['restartRequired'] = [
-            { key: 'admin.listen', configured: formatAddress(config.admin.listen), running: formatAddress(this.address), note: 'takes effect on restart' },
+            {
+              key: 'admin.listen',
+              configured: formatAddress(config.admin.listen),
+              running: formatAddress(this.address),
+              note: 'takes effect on restart',
+            },
           ];
         }
         return json(res, 200, body);

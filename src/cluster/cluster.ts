@@ -147,18 +147,28 @@ export class Cluster {
     this.outlier =
       config.outlierDetection === null
         ? null
-        : new OutlierDetector(config.outlierDetection, () => this.endpoints, (ep, ejected) => {
-            if (ejected) ejections.inc();
-            deps.log.warn({ endpoint: ep.key }, ejected ? 'endpoint ejected' : 'endpoint returned from ejection');
-            this.endpointChanged(ep);
-          });
+        : new OutlierDetector(
+            config.outlierDetection,
+            () => this.endpoints,
+            (ep, ejected) => {
+              if (ejected) ejections.inc();
+              deps.log.warn({ endpoint: ep.key }, ejected ? 'endpoint ejected' : 'endpoint returned from ejection');
+              this.endpointChanged(ep);
+            },
+          );
     this.health =
       config.healthCheck === null
         ? null
-        : new HealthChecker(config.healthCheck, () => this.endpoints, (ep, healthy) => {
-            deps.log.warn({ endpoint: ep.key }, healthy ? 'endpoint healthy' : 'endpoint unhealthy');
-            this.endpointChanged(ep);
-          }, undefined, (ep) => this.checkPool(ep));
+        : new HealthChecker(
+            config.healthCheck,
+            () => this.endpoints,
+            (ep, healthy) => {
+              deps.log.warn({ endpoint: ep.key }, healthy ? 'endpoint healthy' : 'endpoint unhealthy');
+              this.endpointChanged(ep);
+            },
+            undefined,
+            (ep) => this.checkPool(ep),
+          );
 
     if (config.dns !== null) {
       const dns = config.dns;
@@ -279,7 +289,10 @@ export class Cluster {
     if (panic !== this.panic.on) {
       this.panic.on = panic;
       if (panic) {
-        this.deps.log.warn({ up, endpoints: n, panicThreshold: this.config.panicThreshold }, 'panic mode: balancing across every endpoint, healthy or not');
+        this.deps.log.warn(
+          { up, endpoints: n, panicThreshold: this.config.panicThreshold },
+          'panic mode: balancing across every endpoint, healthy or not',
+        );
       } else this.deps.log.warn({ up, endpoints: n }, 'panic mode over');
     }
   }
@@ -368,9 +381,12 @@ export class Cluster {
       await new Promise<void>((resolve) => {
         // requestEnded() wakes us; the poll covers callers that bump `active` by hand (tunnels)
         const deadline = Date.now() + graceMs;
-        const poll = setInterval(() => {
-          if (this.active <= 0 || Date.now() >= deadline) done();
-        }, Math.min(250, Math.max(1, graceMs)));
+        const poll = setInterval(
+          () => {
+            if (this.active <= 0 || Date.now() >= deadline) done();
+          },
+          Math.min(250, Math.max(1, graceMs)),
+        );
         poll.unref();
         const done = (): void => {
           clearInterval(poll);

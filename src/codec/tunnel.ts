@@ -237,7 +237,9 @@ class Tunnel implements Served {
     this.answered = true;
     this.status = 101;
     this.lease?.succeeded();
-    this.client.write(`HTTP/1.1 101 ${res.statusMessage ?? 'Switching Protocols'}\r\n${responseHeadLines(res.rawHeaders, this.labels.responseOps, true)}\r\n`);
+    this.client.write(
+      `HTTP/1.1 101 ${res.statusMessage ?? 'Switching Protocols'}\r\n${responseHeadLines(res.rawHeaders, this.labels.responseOps, true)}\r\n`,
+    );
     if (uhead.length > 0) {
       this.bytesOut += uhead.length;
       this.client.write(uhead);

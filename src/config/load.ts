@@ -14,8 +14,7 @@ import type { ConfigProblem, LoadResult } from './types.js';
 
 /** `FILE:LINE:COL: message`, the one format every config problem is shown in. */
 /** The one problem of a file that holds no YAML document. */
-export const EMPTY_FILE =
-  'config file is empty; write {} for every default (and write config files atomically: temp file + rename)';
+export const EMPTY_FILE = 'config file is empty; write {} for every default (and write config files atomically: temp file + rename)';
 
 export function formatProblem(p: ConfigProblem): string {
   return `${p.file}:${p.line}:${p.col}: ${p.message}`;

@@ -189,11 +189,7 @@ export class Reader {
   }
 
   /** Iterates a map's pairs with duplicate detection; `normalize` gives a key's normal form. */
-  private pairs(
-    f: Field,
-    normalize: (k: string) => string,
-    each: (key: string, keyAt: number, value: Field) => void,
-  ): boolean {
+  private pairs(f: Field, normalize: (k: string) => string, each: (key: string, keyAt: number, value: Field) => void): boolean {
     if (isNullNode(f.node)) return true;
     if (!isMap(f.node)) {
       this.expected(f, 'a map');

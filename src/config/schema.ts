@@ -426,10 +426,7 @@ class Builder {
     const ca = this.file(r.opt(m, 'ca'));
     const requireClientCert = this.bool(m, 'requireClientCert', true);
     if (requireClientCert && ca === null && !r.has(m, 'ca')) {
-      r.report(
-        m.at,
-        `${p(m.path)}requireClientCert needs "ca" (the CA that signs client certificates); or set requireClientCert: false`,
-      );
+      r.report(m.at, `${p(m.path)}requireClientCert needs "ca" (the CA that signs client certificates); or set requireClientCert: false`);
     }
     return { cert, key, ca, requireClientCert };
   }
@@ -632,10 +629,7 @@ class Builder {
     const r = this.r;
     const written = PATH_KEYS.filter((k) => r.has(m, k));
     if (written.length !== 1) {
-      r.report(
-        m.at,
-        `${p(m.path)}${written.length === 0 ? 'expected one of' : 'use only one of'} "prefix", "exact" or "regex"`,
-      );
+      r.report(m.at, `${p(m.path)}${written.length === 0 ? 'expected one of' : 'use only one of'} "prefix", "exact" or "regex"`);
       return null;
     }
     const kind = written[0]!;
@@ -968,8 +962,7 @@ class Builder {
         const a = ls[i]!;
         if (!conflicts(a.addr, b.addr)) continue;
         // Report at the one written later in the file (a default one is not written at all).
-        const [later, other] =
-          a.at === null ? [b, a] : b.at === null ? [a, b] : a.at > b.at ? [a, b] : [b, a];
+        const [later, other] = a.at === null ? [b, a] : b.at === null ? [a, b] : a.at > b.at ? [a, b] : [b, a];
         this.r.report(
           later.at ?? 0,
           `${p(later.path)}port ${later.addr.port} is already used by ${other.path} (${formatAddress(other.addr)})`,
@@ -990,4 +983,3 @@ function conflicts(a: Address, b: Address): boolean {
   if (WILDCARD_HOSTS.has(b.host)) return !isIPv6(a.host);
   return false;
 }
-

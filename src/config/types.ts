@@ -114,10 +114,7 @@ export interface OutboundConfig {
   readonly limits: ListenerLimits;
 }
 
-export type PathMatch =
-  | { readonly prefix: string }
-  | { readonly exact: string }
-  | { readonly regex: string };
+export type PathMatch = { readonly prefix: string } | { readonly exact: string } | { readonly regex: string };
 
 export interface RouteMatch {
   /** lower-cased hosts without port; entries may start with `*.`; null = any host */

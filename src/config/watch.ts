@@ -79,11 +79,7 @@ interface DirWatch {
  * load of the config: a write that lands between the two then shows up as a change (one extra
  * reload) instead of being missed.
  */
-export function watchFiles(
-  files: readonly string[],
-  onChange: () => void,
-  opts: WatchOptions = {},
-): FileWatcher {
+export function watchFiles(files: readonly string[], onChange: () => void, opts: WatchOptions = {}): FileWatcher {
   return new Watcher(files, onChange, opts);
 }
 
@@ -97,7 +93,9 @@ function hashFileSync(file: string): string {
 
 async function hashFile(file: string): Promise<string> {
   try {
-    return createHash('sha256').update(await fs.promises.readFile(file)).digest('hex');
+    return createHash('sha256')
+      .update(await fs.promises.readFile(file))
+      .digest('hex');
   } catch {
     return UNREADABLE;
   }

@@ -23,18 +23,15 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
 
 /** Calls `host` + `path` through the sidecar's outbound listener and relays the answer. */
 function relay(outbound: Address, host: string, path: string, from: string, res: http.ServerResponse): void {
-  const req = http.request(
-    { host: outbound.host, port: outbound.port, path, agent, headers: { host } },
-    (up) => {
-      let body = '';
-      up.setEncoding('utf8');
-      up.on('data', (c: string) => (body += c));
-      up.on('end', () => {
-        res.writeHead(up.statusCode ?? 502, { 'content-type': 'application/json' });
-        res.end(`{"service":"${from}","upstream":${JSON.stringify(body.trim())}}`);
-      });
-    },
-  );
+  const req = http.request({ host: outbound.host, port: outbound.port, path, agent, headers: { host } }, (up) => {
+    let body = '';
+    up.setEncoding('utf8');
+    up.on('data', (c: string) => (body += c));
+    up.on('end', () => {
+      res.writeHead(up.statusCode ?? 502, { 'content-type': 'application/json' });
+      res.end(`{"service":"${from}","upstream":${JSON.stringify(body.trim())}}`);
+    });
+  });
   req.on('error', (err) => {
     if (!res.headersSent) res.writeHead(502, { 'content-type': 'application/json' });
     res.end(`{"service":"${from}","error":${JSON.stringify(err.message)}}`);

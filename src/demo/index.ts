@@ -138,9 +138,12 @@ class Traffic {
   start(rate: number): void {
     // Per tick several requests when the rate is high: one coarse timer, not one per request.
     const perTick = Math.max(1, Math.round(rate / 20));
-    this.timer = setInterval(() => {
-      for (let i = 0; i < perTick; i++) this.send();
-    }, Math.max(1, Math.round((1000 * perTick) / rate)));
+    this.timer = setInterval(
+      () => {
+        for (let i = 0; i < perTick; i++) this.send();
+      },
+      Math.max(1, Math.round((1000 * perTick) / rate)),
+    );
   }
 
   private send(): void {
@@ -148,10 +151,13 @@ class Traffic {
     const k = this.n++ % 10;
     const p = k === 7 ? '/assetdashboard/slow' : k >= 8 ? '/assetdashboard/reports' : '/assetdashboard/items';
     this.sent++;
-    const req = http.get({ host: this.entry.host, port: this.entry.port, path: p, agent: this.agent, headers: { host: 'asset-dashboard-bff' } }, (res) => {
-      res.resume();
-      this.count(String(res.statusCode));
-    });
+    const req = http.get(
+      { host: this.entry.host, port: this.entry.port, path: p, agent: this.agent, headers: { host: 'asset-dashboard-bff' } },
+      (res) => {
+        res.resume();
+        this.count(String(res.statusCode));
+      },
+    );
     req.on('error', (err: NodeJS.ErrnoException) => this.count(err.code ?? 'error'));
   }
 
@@ -168,7 +174,10 @@ class Traffic {
   }
 
   render(): string {
-    const codes = [...this.codes].sort().map(([k, v]) => `${k}×${v}`).join(' ');
+    const codes = [...this.codes]
+      .sort()
+      .map(([k, v]) => `${k}×${v}`)
+      .join(' ');
     return `client → asset-dashboard-bff: sent ${this.sent}${codes === '' ? '' : ` · ${codes}`}`;
   }
 }

@@ -11,19 +11,7 @@
  * byte-identical to the first run's.
  */
 import { parseArgs } from 'node:util';
-import {
-  Composer,
-  CST,
-  isMap,
-  isScalar,
-  isSeq,
-  LineCounter,
-  Parser,
-  parseAllDocuments,
-  Scalar,
-  YAMLMap,
-  YAMLSeq,
-} from 'yaml';
+import { Composer, CST, isMap, isScalar, isSeq, LineCounter, Parser, parseAllDocuments, Scalar, YAMLMap, YAMLSeq } from 'yaml';
 import type { Document } from 'yaml';
 import {
   ANNOTATION_CONFIG_MAP,
@@ -256,10 +244,7 @@ function processObject(doc: Document, obj: YAMLMap, state: WalkState): boolean {
   const annotations = asMap(tmplMeta?.get('annotations', true));
   if (str(annotations?.get(ANNOTATION_INJECTED)) === 'true') return false;
   const workloadAnnotations = asMap(meta?.get('annotations', true));
-  if (
-    str(annotations?.get(ANNOTATION_INJECT)) === 'false' ||
-    str(workloadAnnotations?.get(ANNOTATION_INJECT)) === 'false'
-  ) {
+  if (str(annotations?.get(ANNOTATION_INJECT)) === 'false' || str(workloadAnnotations?.get(ANNOTATION_INJECT)) === 'false') {
     state.skipped.push({ workload: label, reason: `${ANNOTATION_INJECT}: "false"` });
     return false;
   }
@@ -301,7 +286,10 @@ function processObject(doc: Document, obj: YAMLMap, state: WalkState): boolean {
       for (let p = 0; p < ports.items.length; p++) {
         const port = asMap(ports.items[p])?.get('containerPort');
         if (typeof port === 'number' && ourPorts.has(port)) {
-          fail(c, `container "${cname ?? ''}" uses port ${port}, which the sidecar needs (see --inbound-port, --outbound-port, --admin-port)`);
+          fail(
+            c,
+            `container "${cname ?? ''}" uses port ${port}, which the sidecar needs (see --inbound-port, --outbound-port, --admin-port)`,
+          );
         }
       }
     }
@@ -397,13 +385,7 @@ function seqAt(doc: Document, map: YAMLMap, key: string, before: string | null):
   return insertBefore(doc, map, key, new YAMLSeq(), before);
 }
 
-function insertBefore<T extends YAMLMap | YAMLSeq>(
-  doc: Document,
-  map: YAMLMap,
-  key: string,
-  value: T,
-  before: string | null,
-): T {
+function insertBefore<T extends YAMLMap | YAMLSeq>(doc: Document, map: YAMLMap, key: string, value: T, before: string | null): T {
   const pair = doc.createPair(key, value);
   pair.value = value;
   let at = map.items.length;
@@ -495,9 +477,7 @@ const CIDR = /^[0-9a-fA-F.:]+\/[0-9]{1,3}$/;
  * Parses the arguments after `inject` (`argv` does not include the subcommand). `file` is null
  * for stdin (`-` or no FILE). `--help` is the CLI's business and is reported as unknown here.
  */
-export function parseInjectArgs(
-  argv: string[],
-): { file: string | null; opts: InjectOptions } | { error: string } {
+export function parseInjectArgs(argv: string[]): { file: string | null; opts: InjectOptions } | { error: string } {
   let parsed;
   try {
     parsed = parseArgs({
@@ -550,7 +530,10 @@ export function parseInjectArgs(
     if (raw.trim() === '') problems.push(`--${flag}: must not be empty`);
     return raw;
   };
-  const cidrs = (v['exclude-outbound-cidrs'] ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const cidrs = (v['exclude-outbound-cidrs'] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   for (const c of cidrs) if (!CIDR.test(c)) problems.push(`--exclude-outbound-cidrs: not a CIDR: ${c}`);
   const drainRaw = v['drain-seconds'];
   const drain = drainRaw === undefined ? d.drainSeconds : Number(drainRaw);

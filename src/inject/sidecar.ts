@@ -167,15 +167,8 @@ export function sidecarContainer(opts: InjectOptions): Json {
 }
 
 /** The root init container that installs docker/iptables.sh's rules in the pod's netns. */
-export function initContainer(
-  opts: InjectOptions,
-  excludeInbound: readonly number[],
-): Json {
-  const args = [
-    '--inbound-port', String(opts.inboundPort),
-    '--outbound-port', String(opts.outboundPort),
-    '--proxy-uid', String(PROXY_UID),
-  ];
+export function initContainer(opts: InjectOptions, excludeInbound: readonly number[]): Json {
+  const args = ['--inbound-port', String(opts.inboundPort), '--outbound-port', String(opts.outboundPort), '--proxy-uid', String(PROXY_UID)];
   if (excludeInbound.length > 0) args.push('--exclude-inbound-ports', excludeInbound.join(','));
   if (opts.excludeOutboundPorts.length > 0) {
     args.push('--exclude-outbound-ports', opts.excludeOutboundPorts.join(','));

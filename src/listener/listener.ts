@@ -159,4 +159,3 @@ export class Listener implements TunnelListener {
 
 /** Principals of verified inbound TLS sockets. */
 export const principals = new WeakMap<object, string | null>();
-

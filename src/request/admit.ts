@@ -63,8 +63,8 @@ const BAD_AUTHORITY = proxyError('bad_request', 'authority');
 const OVERFLOW = proxyError('overflow', 'maxConcurrent');
 const FORBIDDEN = proxyError('forbidden');
 const RATE_LIMITED = proxyError('rate_limited');
-const LOOP = proxyError('loop_detected', 'the request carries this listener\'s via entry');
-const SELF_TARGET = proxyError('loop_detected', 'the target is one of the proxy\'s own listeners');
+const LOOP = proxyError('loop_detected', "the request carries this listener's via entry");
+const SELF_TARGET = proxyError('loop_detected', "the target is one of the proxy's own listeners");
 
 /** Labels of a request refused before it was routed. */
 function unrouted(head: RequestHead, error: ProxyError, close: boolean): Refusal {
@@ -197,14 +197,16 @@ export class Admission {
 
     if (route === null) {
       // passthrough (CONNECT to a host or port no route takes falls here too)
-      if (kind === 'connect' && !routes.passthrough) return refusal(NO_ROUTE, kind, 'no_route', 'no_route', rt.noRouteStats, host, path, info);
+      if (kind === 'connect' && !routes.passthrough)
+        return refusal(NO_ROUTE, kind, 'no_route', 'no_route', rt.noRouteStats, host, path, info);
       const headers = kind === 'connect' ? EMPTY : upstreamRequestHeaders(head.rawHeaders, info, null);
       const hp = hostPort(authority);
       let error: ProxyError | null = null;
       if (info.loop) error = LOOP;
       else if (hp === null) error = BAD_HOST;
       else if (this.isSelf(hp)) error = SELF_TARGET;
-      if (error !== null || hp === null) return refusal(error ?? BAD_HOST, kind, 'passthrough', 'passthrough', rt.passthroughStats, host, path, info);
+      if (error !== null || hp === null)
+        return refusal(error ?? BAD_HOST, kind, 'passthrough', 'passthrough', rt.passthroughStats, host, path, info);
       return this.decided(rt, kind, 'passthrough', null, hp, host, path, path + query, headers, info, conn, lc);
     }
 

@@ -92,11 +92,7 @@ export function makeTraceparent(): string {
  * made, this listener's `via` entry appended, the route's header policy applied. Fills
  * `info.requestId`, `info.traceId` and `info.loop`.
  */
-export function upstreamRequestHeaders(
-  raw: readonly string[],
-  info: ForwardingInfo,
-  ops: CompiledHeaderOps | null,
-): string[] {
+export function upstreamRequestHeaders(raw: readonly string[], info: ForwardingInfo, ops: CompiledHeaderOps | null): string[] {
   const named = connectionTokens(raw);
   const out: string[] = [];
   let xff: string | null = null;

@@ -8,12 +8,7 @@
  * `random() * min(max, base * 2^retryIndex)`, in `[0, min(max, base * 2^retryIndex))`.
  * `random` is injectable for tests; a negative index counts as 0.
  */
-export function backoffDelay(
-  retryIndex: number,
-  base: number,
-  max: number,
-  random: () => number = Math.random,
-): number {
+export function backoffDelay(retryIndex: number, base: number, max: number, random: () => number = Math.random): number {
   const i = retryIndex > 0 ? retryIndex : 0;
   // 2 ** i overflows to Infinity for huge i, and min() then picks max: no special case needed.
   const ceiling = Math.min(max, base * 2 ** i);

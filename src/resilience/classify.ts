@@ -11,8 +11,7 @@ export type FailureKind = 'connect_failure' | 'reset' | 'timeout' | 'protocol_er
 
 /** What one upstream attempt produced: a response head, or an error of a known kind. */
 export type AttemptOutcome =
-  | { readonly kind: 'response'; readonly status: number }
-  | { readonly kind: 'error'; readonly error: FailureKind };
+  { readonly kind: 'response'; readonly status: number } | { readonly kind: 'error'; readonly error: FailureKind };
 
 /**
  * Code of the error the forwarder should abort a try with when its `perTryTimeout` fires
@@ -83,11 +82,7 @@ const RESET_CODES: ReadonlySet<string> = new Set([
   'ERR_STREAM_PREMATURE_CLOSE',
 ]);
 
-const TIMEOUT_CODES: ReadonlySet<string> = new Set([
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  UPSTREAM_TIMEOUT_CODE,
-]);
+const TIMEOUT_CODES: ReadonlySet<string> = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', UPSTREAM_TIMEOUT_CODE]);
 
 const PROTOCOL_CODES: ReadonlySet<string> = new Set([
   'UND_ERR_HEADERS_OVERFLOW',
@@ -103,13 +98,7 @@ const PROTOCOL_CODES: ReadonlySet<string> = new Set([
 ]);
 
 /** syscalls whose failure means the connection was never established */
-const CONNECT_SYSCALLS: ReadonlySet<string> = new Set([
-  'connect',
-  'getaddrinfo',
-  'lookup',
-  'queryA',
-  'queryAaaa',
-]);
+const CONNECT_SYSCALLS: ReadonlySet<string> = new Set(['connect', 'getaddrinfo', 'lookup', 'queryA', 'queryAaaa']);
 
 interface ErrorLike {
   code?: unknown;

@@ -151,10 +151,7 @@ export function shouldRetry(p: RetryPolicy, o: AttemptOutcome, method: string): 
     return p.nonIdempotent || isIdempotent(method);
   }
   const s = o.status;
-  const hit =
-    p.statuses.has(s) ||
-    (p.on5xx && s >= 500 && s <= 599) ||
-    (p.onGatewayError && (s === 502 || s === 503 || s === 504));
+  const hit = p.statuses.has(s) || (p.on5xx && s >= 500 && s <= 599) || (p.onGatewayError && (s === 502 || s === 503 || s === 504));
   return hit && (p.nonIdempotent || isIdempotent(method));
 }
 

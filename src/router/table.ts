@@ -210,9 +210,7 @@ function hasHeaderValue(raw: readonly string[], name: string, value: string): bo
 }
 
 export type RouteDecision =
-  | { readonly kind: 'route'; readonly route: CompiledRoute }
-  | { readonly kind: 'passthrough' }
-  | { readonly kind: 'no_route' };
+  { readonly kind: 'route'; readonly route: CompiledRoute } | { readonly kind: 'passthrough' } | { readonly kind: 'no_route' };
 
 const PASSTHROUGH: RouteDecision = Object.freeze({ kind: 'passthrough' });
 const NO_ROUTE: RouteDecision = Object.freeze({ kind: 'no_route' });

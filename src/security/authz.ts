@@ -92,8 +92,7 @@ class CompiledAuthorizer implements Authorizer {
     for (let i = 0; i < rules.length; i++) {
       const r = rules[i] as CompiledRule;
       if (r.principals !== null) {
-        const hit =
-          principal !== null && (r.anyAuthenticated || r.principals.has(principal));
+        const hit = principal !== null && (r.anyAuthenticated || r.principals.has(principal));
         if (!hit) continue;
       }
       if (r.methods !== null && !r.methods.has(method)) continue;

@@ -422,18 +422,14 @@ export function checkResponseHead(rawHeaders: readonly (string | Uint8Array)[]):
  * The same checks on undici's parsed header object (`request()` / `onResponseStart` style,
  * lower-cased names, repeated headers as arrays). `_` spellings are looked up by name.
  */
-export function checkResponseHeaders(
-  headers: Readonly<Record<string, string | readonly string[] | undefined>>,
-): string | null {
+export function checkResponseHeaders(headers: Readonly<Record<string, string | readonly string[] | undefined>>): string | null {
   if (headers['content_length'] !== undefined) return 'upstream sent Content_Length';
   if (headers['transfer_encoding'] !== undefined) return 'upstream sent Transfer_Encoding';
   const cl = headers['content-length'];
   const te = headers['transfer-encoding'];
   if (cl !== undefined) {
     if (typeof cl !== 'string') {
-      return cl.length > 1 && cl[0] === cl[1]
-        ? 'upstream sent duplicate Content-Length'
-        : 'upstream sent conflicting Content-Length';
+      return cl.length > 1 && cl[0] === cl[1] ? 'upstream sent duplicate Content-Length' : 'upstream sent conflicting Content-Length';
     }
     if (!isPlainDigits(cl)) return 'upstream Content-Length is not a plain number';
   }

@@ -92,9 +92,7 @@ export function normalizePath(rawTarget: string): NormalizedTarget | null {
     prev = c;
   }
   if (!slow) {
-    return q === rawTarget.length
-      ? { path: rawTarget, query: '' }
-      : { path: rawTarget.slice(0, q), query: rawTarget.slice(q) };
+    return q === rawTarget.length ? { path: rawTarget, query: '' } : { path: rawTarget.slice(0, q), query: rawTarget.slice(q) };
   }
   const decoded = decodeUnreserved(rawTarget, q);
   if (decoded === null) return null;

@@ -171,9 +171,7 @@ export function inboundServerOptions(t: InboundTlsConfig, material: TlsMaterial)
   return o;
 }
 
-export type ClientVerdict =
-  | { readonly ok: true; readonly principal: string | null }
-  | { readonly ok: false; readonly reason: string };
+export type ClientVerdict = { readonly ok: true; readonly principal: string | null } | { readonly ok: false; readonly reason: string };
 
 // One verdict per connection: the peer certificate cannot change once renegotiation is off,
 // and getPeerCertificate() builds a fresh object on every call.

@@ -55,16 +55,26 @@ export class AccessLog {
     line += ',"path":' + str(r.path);
     if (r.host !== undefined) line += ',"host":' + str(r.host);
     line +=
-      ',"status":' + r.status +
-      ',"duration_ms":' + r.duration_ms +
-      ',"bytes_in":' + r.bytes_in +
-      ',"bytes_out":' + r.bytes_out +
-      ',"route":' + str(r.route) +
-      ',"cluster":' + str(r.cluster) +
-      ',"upstream":' + strOrNull(r.upstream) +
-      ',"attempts":' + r.attempts +
-      ',"request_id":' + strOrNull(r.request_id) +
-      ',"trace_id":' + strOrNull(r.trace_id);
+      ',"status":' +
+      r.status +
+      ',"duration_ms":' +
+      r.duration_ms +
+      ',"bytes_in":' +
+      r.bytes_in +
+      ',"bytes_out":' +
+      r.bytes_out +
+      ',"route":' +
+      str(r.route) +
+      ',"cluster":' +
+      str(r.cluster) +
+      ',"upstream":' +
+      strOrNull(r.upstream) +
+      ',"attempts":' +
+      r.attempts +
+      ',"request_id":' +
+      strOrNull(r.request_id) +
+      ',"trace_id":' +
+      strOrNull(r.trace_id);
     if (r.tunnel !== undefined) line += ',"tunnel":' + str(r.tunnel);
     if (r.error !== undefined) line += ',"error":' + str(r.error);
     this.sink.write(line + ',"msg":"access"}\n');

@@ -31,10 +31,25 @@ async function makeCa(dir: string, name: string): Promise<{ cert: string; key: s
   const cert = path.join(dir, `${name}.crt`);
   const key = path.join(dir, `${name}.key`);
   await run(OPENSSL, [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', key, '-out', cert, '-days', '2', '-subj', `/O=outrigger-test/CN=${name}`,
-    '-addext', 'basicConstraints=critical,CA:TRUE',
-    '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-days',
+    '2',
+    '-subj',
+    `/O=outrigger-test/CN=${name}`,
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
   ]);
   return { cert, key };
 }
@@ -56,20 +71,43 @@ export async function makePki(dir: string): Promise<Pki> {
     ];
     const lines = [
       opts.isCa === true ? 'basicConstraints=critical,CA:TRUE' : 'basicConstraints=critical,CA:FALSE',
-      opts.isCa === true
-        ? 'keyUsage=critical,digitalSignature,keyCertSign'
-        : 'keyUsage=critical,digitalSignature,keyEncipherment',
+      opts.isCa === true ? 'keyUsage=critical,digitalSignature,keyCertSign' : 'keyUsage=critical,digitalSignature,keyEncipherment',
       'extendedKeyUsage=serverAuth,clientAuth',
     ];
     if (sans.length > 0) lines.push(`subjectAltName=${sans.join(',')}`);
     await writeFile(ext, lines.join('\n') + '\n');
     await run(OPENSSL, [
-      'req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', key, '-out', csr, '-subj', `/O=outrigger-test/CN=${name}`,
+      'req',
+      '-new',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      csr,
+      '-subj',
+      `/O=outrigger-test/CN=${name}`,
     ]);
     await run(OPENSSL, [
-      'x509', '-req', '-in', csr, '-CA', signer.cert, '-CAkey', signer.key,
-      '-set_serial', '0x' + randomBytes(8).toString('hex'), '-days', '1', '-out', cert, '-extfile', ext,
+      'x509',
+      '-req',
+      '-in',
+      csr,
+      '-CA',
+      signer.cert,
+      '-CAkey',
+      signer.key,
+      '-set_serial',
+      '0x' + randomBytes(8).toString('hex'),
+      '-days',
+      '1',
+      '-out',
+      cert,
+      '-extfile',
+      ext,
     ]);
     return { cert, key };
   };

@@ -51,7 +51,12 @@ export function route(name: string, fields: Fields = {}): Fields {
 }
 
 /** A Host-routed service: `route(name, routeFields)` to a cluster `name` of `endpoints`. */
-export function service(name: string, endpoints: Endpoint | readonly Endpoint[], clusterFields: Fields = {}, routeFields: Fields = {}): ConfigParts {
+export function service(
+  name: string,
+  endpoints: Endpoint | readonly Endpoint[],
+  clusterFields: Fields = {},
+  routeFields: Fields = {},
+): ConfigParts {
   return { routes: [route(name, routeFields)], clusters: { [name]: cluster(endpoints, clusterFields) } };
 }
 

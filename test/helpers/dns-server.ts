@@ -37,11 +37,11 @@ function ipv6Bytes(ip: string): Buffer {
     if (text.endsWith(':') && !text.endsWith('::')) text = text.slice(0, -1);
   }
   const [head, rest] = text.split('::') as [string, string | undefined];
-  const parse = (s: string | undefined): number[] =>
-    s === undefined || s === '' ? [] : s.split(':').map((g) => parseInt(g, 16));
+  const parse = (s: string | undefined): number[] => (s === undefined || s === '' ? [] : s.split(':').map((g) => parseInt(g, 16)));
   const h = parse(head);
   const r = [...parse(rest), ...tail];
-  const groups = rest === undefined && text.indexOf('::') < 0 ? [...h, ...tail] : [...h, ...new Array<number>(8 - h.length - r.length).fill(0), ...r];
+  const groups =
+    rest === undefined && text.indexOf('::') < 0 ? [...h, ...tail] : [...h, ...new Array<number>(8 - h.length - r.length).fill(0), ...r];
   const buf = Buffer.alloc(16);
   groups.forEach((g, i) => buf.writeUInt16BE(g, i * 2));
   return buf;

@@ -42,7 +42,13 @@ export async function startUpstream(handler?: Handler, opts: { readBody?: boolea
   };
   const server = http.createServer((req, res) => {
     if (opts.readBody === false) {
-      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body: Buffer.alloc(0) });
+      requests.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        rawHeaders: req.rawHeaders,
+        body: Buffer.alloc(0),
+      });
       (handler ?? echo)(req, res, Buffer.alloc(0));
       return;
     }
@@ -81,7 +87,9 @@ export async function closedPort(): Promise<number> {
 }
 
 /** A raw TCP server: `onSocket` gets each connection (for broken-upstream tests). */
-export async function startRawServer(onSocket: (s: net.Socket) => void): Promise<{ port: number; close(): Promise<void>; sockets: Set<net.Socket> }> {
+export async function startRawServer(
+  onSocket: (s: net.Socket) => void,
+): Promise<{ port: number; close(): Promise<void>; sockets: Set<net.Socket> }> {
   const sockets = new Set<net.Socket>();
   const s = net.createServer((sock) => {
     sockets.add(sock);
@@ -110,7 +118,14 @@ export interface Reply {
 /** One request with node:http (no keep-alive unless an agent is given). */
 export function request(
   port: number,
-  opts: { method?: string; path?: string; headers?: Record<string, string | string[]>; body?: string | Buffer; agent?: http.Agent | false; host?: string } = {},
+  opts: {
+    method?: string;
+    path?: string;
+    headers?: Record<string, string | string[]>;
+    body?: string | Buffer;
+    agent?: http.Agent | false;
+    host?: string;
+  } = {},
 ): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = http.request(

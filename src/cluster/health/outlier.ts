@@ -44,10 +44,7 @@ export class OutlierDetector {
     if (!this.mayEject()) return;
     ep.ejected = true;
     ep.ejections++;
-    const ms = Math.min(
-      this.cfg.ejectionTime * ep.ejections,
-      Math.max(MAX_EJECTION_TIME, this.cfg.ejectionTime),
-    );
+    const ms = Math.min(this.cfg.ejectionTime * ep.ejections, Math.max(MAX_EJECTION_TIME, this.cfg.ejectionTime));
     const timer = setTimeout(() => this.restore(ep), ms);
     timer.unref();
     this.timers.set(ep, timer);

@@ -14,10 +14,7 @@ export { LeastRequestBalancer } from './least-request.js';
 export { RingHashBalancer, hash32, DEFAULT_VIRTUAL_NODES } from './ring-hash.js';
 
 /** A new balancer of `kind` over `endpoints` (the list is copied; `update` replaces it). */
-export function createLoadBalancer<E extends LbEndpoint>(
-  kind: LoadBalancerKind,
-  endpoints: readonly E[],
-): LoadBalancer<E> {
+export function createLoadBalancer<E extends LbEndpoint>(kind: LoadBalancerKind, endpoints: readonly E[]): LoadBalancer<E> {
   switch (kind) {
     case 'round-robin':
       return new RoundRobinBalancer(endpoints);
