@@ -17,6 +17,11 @@ export default tseslint.config(
     },
   },
   {
+    // plain Node scripts
+    files: ['**/*.mjs', '**/*.js'],
+    languageOptions: { globals: { console: 'readonly', process: 'readonly', URL: 'readonly' } },
+  },
+  {
     // tests read JSON answers and Kubernetes objects loosely
     files: ['test/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },

@@ -1,5 +1,5 @@
 /**
- * outrigger under benchmark: generates its config (the contract's YAML keys) and starts
+ * outrigger under benchmark: generates its config (the keys of docs/configuration.md) and starts
  * `node dist/cli.js run --config FILE` as a pinned child with the access log (stdout) sent to a
  * file, waiting for `GET /ready` on the admin listener. Also reads its Prometheus counters.
  */

@@ -67,7 +67,7 @@ async function main(): Promise<void> {
     } finally {
       clearInterval(timer);
     }
-    // let the last write be picked up (the contract allows 2 s)
+    // let the last write be picked up (docs/configuration.md allows 2 s)
     await new Promise((r) => setTimeout(r, 2500));
     const base2 = await runAutocannon(load);
     const baseRps = (base1.rps + base2.rps) / 2;

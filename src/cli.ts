@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The command line (CONTRACT.md "Command line"): `run` (default), `validate`, `inject`.
+ * The command line (docs/operations.md, "Command line"): `run` (default), `validate`, `inject`.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';

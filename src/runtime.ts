@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { ClusterConfig, Config, InboundConfig, OutboundConfig } from './config/types.js';
 import { clusterChanged } from './config/diff.js';
+import { CLUSTER, RETRY_BUDGET, defaultsOf } from './config/fields.js';
 import { Cluster, type ConnectOptions } from './cluster/cluster.js';
 import { RouteTable } from './router/table.js';
 import { compileRetryPolicy, type RetryPolicy } from './resilience/retry.js';
@@ -58,22 +59,25 @@ export class Runtime {
   }
 }
 
-/** The inbound app as a cluster of one endpoint, so it shares the forwarding machinery. */
+/**
+ * The inbound app as a cluster of one endpoint, so it shares the forwarding machinery: a
+ * cluster's defaults (fields.ts), with room for every inbound request and no panic mode (one
+ * endpoint has no others to spread over).
+ */
 function appClusterConfig(inbound: InboundConfig): ClusterConfig {
   return {
+    ...defaultsOf(CLUSTER),
     name: 'app',
     endpoints: [inbound.app],
     dns: null,
-    loadBalancer: 'round-robin',
     hashOn: null,
-    connectTimeout: 1_000,
     maxConnectionsPerEndpoint: 1024,
     maxPending: inbound.maxConcurrent,
     healthCheck: null,
     outlierDetection: null,
     panicThreshold: 0,
     circuitBreaker: null,
-    retryBudget: { ratio: 0.2, minPerSecond: 10 },
+    retryBudget: defaultsOf(RETRY_BUDGET),
     tls: null,
   };
 }

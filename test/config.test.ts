@@ -135,7 +135,7 @@ describe('valid fixtures', async () => {
     assert.equal(r.config.inbound, null);
   });
 
-  test('contract example: values as written, TLS paths resolved against the config directory', async () => {
+  test('reference example: values as written, TLS paths resolved against the config directory', async () => {
     const r = ok(await loadConfigFile(path.join(VALID, 'contract.yaml')));
     const c = r.config;
     const tls = (f: string): string => path.join(VALID, 'tls', f);

@@ -21,7 +21,7 @@ const PEER = `orpeer${process.pid}`;
 const POD_IP = '10.77.0.2';
 const PEER_IP = '10.77.0.1';
 
-/** Stand-in proxy: the contract's three listeners, forwarding like `unknownHosts: passthrough`. */
+/** Stand-in proxy: the three listeners (docs/operations.md), forwarding like `unknownHosts: passthrough`. */
 const STAND_IN = `
 const http = require('http');
 function fwd(req, res, host, port) {

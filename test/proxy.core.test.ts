@@ -382,7 +382,7 @@ test('admin: live, ready, metrics, config, clusters', async () => {
   assert.equal(r.status, 405);
 });
 
-test('access log lines carry the contract fields', async () => {
+test('access log lines carry the documented fields (docs/operations.md)', async () => {
   await request(p.outbound, { path: '/assetmgrms/log', headers: { host: 'asset-mgr-ms-svc' } });
   const line = p.access().at(-1)!;
   for (const k of [

@@ -206,7 +206,7 @@ describe('classifyError by code', () => {
 });
 
 describe('errorReason, isFailure', () => {
-  test('contract reasons', () => {
+  test('documented reasons (docs/metrics.md)', () => {
     assert.equal(errorReason('connect_failure'), 'upstream_connect_failure');
     assert.equal(errorReason('reset'), 'upstream_reset');
     assert.equal(errorReason('timeout'), 'upstream_timeout');
@@ -263,7 +263,7 @@ describe('compileRetryPolicy / shouldRetry', () => {
     assert.throws(() => compileRetryPolicy(cfg([999])), TypeError);
   });
 
-  test('the contract default list: connect-failure, reset, 502, 503, 504', () => {
+  test('the documented default list: connect-failure, reset, 502, 503, 504', () => {
     const p = compileRetryPolicy(cfg(['connect-failure', 'reset', 502, 503, 504]));
     assert.equal(shouldRetry(p, err('connect_failure'), 'POST'), true);
     assert.equal(shouldRetry(p, err('reset'), 'GET'), true);

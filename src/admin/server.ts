@@ -1,5 +1,5 @@
 /**
- * The admin server (CONTRACT.md "Admin endpoints"): liveness, readiness, Prometheus metrics, the
+ * The admin server (docs/operations.md, "Admin API"): liveness, readiness, Prometheus metrics, the
  * config in force, cluster state, and a loopback-only shutdown. It binds to loopback by default
  * and is deliberately plain: no routing library, no body parsing.
  */

@@ -4,16 +4,18 @@
  * holds contents). Values of credential-carrying headers are redacted. A rendered config, written
  * back as YAML, loads to the same Config (apart from redacted values): absent optional blocks are
  * left out rather than shown as null, because a null block in the file means "present, defaults".
+ * Keys come out in the order fields.ts declares them; simple fields are written from the table,
+ * and every other field must have a renderer here (the compiler checks that none is missing).
  */
 import { formatAddress } from './address.js';
 import { formatDuration } from './duration.js';
+import * as F from './fields.js';
 import type {
   AuthorizationConfig,
   ClusterConfig,
   Config,
   HeaderOps,
   InboundConfig,
-  ListenerLimits,
   OutboundConfig,
   RateLimitConfig,
   RouteConfig,
@@ -34,166 +36,121 @@ function headerValues(h: Readonly<Record<string, string>>): JsonObject {
   return out;
 }
 
-function limits(l: ListenerLimits): JsonObject {
-  return {
-    maxConnections: l.maxConnections,
-    headersTimeout: formatDuration(l.headersTimeout),
-    maxHeaderBytes: l.maxHeaderBytes,
-    maxHeaders: l.maxHeaders,
-    maxUrlLength: l.maxUrlLength,
-    idleTimeout: formatDuration(l.idleTimeout),
-    keepAliveTimeout: formatDuration(l.keepAliveTimeout),
-  };
+/** The renderers of a block's hand-read fields; each returns null for "leave the key out". */
+type Others<B> = { readonly [K in F.OtherKeys<B>]: () => Json };
+
+/** One block: its simple fields from `value` (durations as `5s`), the others from `others`. */
+function block<B extends F.Block>(spec: B, value: object, others: Others<B>): JsonObject {
+  const o: JsonObject = {};
+  const values = value as Readonly<Record<string, unknown>>;
+  const rest = others as Readonly<Record<string, () => Json>>;
+  for (const [key, f] of Object.entries(spec)) {
+    if (!F.isSimple(f)) put(o, key, rest[key]!());
+    else {
+      const v = values[key];
+      if (v !== undefined && v !== null) put(o, key, f.kind === 'duration' ? formatDuration(v as number) : (v as Json));
+    }
+  }
+  return o;
 }
 
+const list = <T>(items: readonly T[] | null, each: (t: T) => Json = (t) => t as Json): Json => (items === null ? null : items.map(each));
+
 function rateLimit(r: RateLimitConfig | null): Json {
-  return r === null ? null : { requestsPerSecond: r.requestsPerSecond, burst: r.burst };
+  return r === null ? null : block(F.RATE_LIMIT, r, { burst: () => r.burst });
 }
 
 function authorization(a: AuthorizationConfig | null): Json {
   if (a === null) return null;
-  return {
-    default: a.default,
-    ignoreCase: a.ignoreCase,
-    rules: a.rules.map((r) => {
-      const o: JsonObject = { action: r.action };
-      put(o, 'principals', r.principals === null ? null : [...r.principals]);
-      put(o, 'paths', r.paths === null ? null : [...r.paths]);
-      put(o, 'methods', r.methods === null ? null : [...r.methods]);
-      return o;
-    }),
-  };
+  return block(F.AUTHORIZATION, a, {
+    rules: () =>
+      a.rules.map((r) =>
+        block(F.AUTHZ_RULE, r, { principals: () => list(r.principals), paths: () => list(r.paths), methods: () => list(r.methods) }),
+      ),
+  });
 }
 
 function inbound(c: InboundConfig): JsonObject {
-  const o: JsonObject = {
-    listen: formatAddress(c.listen),
-    app: formatAddress(c.app),
-    timeout: formatDuration(c.timeout),
-    maxConcurrent: c.maxConcurrent,
-  };
-  put(o, 'rateLimit', rateLimit(c.rateLimit));
-  if (c.tls !== null) {
-    const t: JsonObject = { cert: c.tls.cert, key: c.tls.key };
-    put(t, 'ca', c.tls.ca);
-    t['requireClientCert'] = c.tls.requireClientCert;
-    o['tls'] = t;
-  }
-  put(o, 'authorization', authorization(c.authorization));
-  o['limits'] = limits(c.limits);
-  return o;
+  const tls = c.tls;
+  return block(F.INBOUND, c, {
+    listen: () => formatAddress(c.listen),
+    app: () => formatAddress(c.app),
+    rateLimit: () => rateLimit(c.rateLimit),
+    tls: () => (tls === null ? null : block(F.INBOUND_TLS, tls, { cert: () => tls.cert, key: () => tls.key, ca: () => tls.ca })),
+    authorization: () => authorization(c.authorization),
+    limits: () => block(F.LIMITS, c.limits, {}),
+  });
 }
 
 function headerOps(h: HeaderOps): JsonObject {
-  return { set: headerValues(h.set), remove: [...h.remove] };
+  return block(F.HEADER_OPS, h, { set: () => headerValues(h.set), remove: () => [...h.remove] });
 }
 
 function route(r: RouteConfig): JsonObject {
-  const o: JsonObject = { name: r.name };
-  const m: JsonObject = {};
-  put(m, 'host', r.match.host === null ? null : [...r.match.host]);
-  put(m, 'port', r.match.ports === null ? null : [...r.match.ports]);
-  put(m, 'path', r.match.path === null ? null : { ...r.match.path });
-  put(m, 'methods', r.match.methods === null ? null : [...r.match.methods]);
-  put(m, 'headers', r.match.headers === null ? null : headerValues(r.match.headers));
-  o['match'] = m;
-  put(o, 'rewrite', r.rewrite === null ? null : { prefix: r.rewrite.prefix });
-  put(o, 'cluster', r.cluster);
-  put(o, 'split', r.split === null ? null : r.split.map((w) => ({ cluster: w.cluster, weight: w.weight })));
-  o['timeout'] = formatDuration(r.timeout);
-  if (r.retries !== null) {
-    const t = r.retries;
-    o['retries'] = {
-      attempts: t.attempts,
-      perTryTimeout: formatDuration(t.perTryTimeout),
-      on: [...t.on],
-      backoff: { base: formatDuration(t.backoff.base), max: formatDuration(t.backoff.max) },
-      nonIdempotent: t.nonIdempotent,
-    };
-  }
-  o['headers'] = { request: headerOps(r.headers.request), response: headerOps(r.headers.response) };
-  put(o, 'mirror', r.mirror === null ? null : { cluster: r.mirror.cluster, percent: r.mirror.percent });
-  if (r.fault !== null) {
-    const f: JsonObject = {};
-    put(f, 'delay', r.fault.delay === null ? null : { percent: r.fault.delay.percent, duration: formatDuration(r.fault.delay.duration) });
-    put(f, 'abort', r.fault.abort === null ? null : { percent: r.fault.abort.percent, status: r.fault.abort.status });
-    o['fault'] = f;
-  }
-  put(o, 'rateLimit', rateLimit(r.rateLimit));
-  return o;
+  const m = r.match;
+  const fault = r.fault;
+  return block(F.ROUTE, r, {
+    name: () => r.name,
+    match: () =>
+      block(F.MATCH, m, {
+        host: () => list(m.host),
+        port: () => list(m.ports),
+        path: () => (m.path === null ? null : { ...m.path }),
+        methods: () => list(m.methods),
+        headers: () => (m.headers === null ? null : headerValues(m.headers)),
+      }),
+    rewrite: () => (r.rewrite === null ? null : { prefix: r.rewrite.prefix }),
+    cluster: () => r.cluster,
+    split: () => list(r.split, (w) => block(F.SPLIT, w, { cluster: () => w.cluster })),
+    timeout: () => formatDuration(r.timeout),
+    retries: () => {
+      const t = r.retries;
+      if (t === null) return null;
+      return block(F.RETRIES, t, { on: () => [...t.on], backoff: () => block(F.BACKOFF, t.backoff, {}) });
+    },
+    headers: () =>
+      block(F.HEADERS, r.headers, { request: () => headerOps(r.headers.request), response: () => headerOps(r.headers.response) }),
+    mirror: () => (r.mirror === null ? null : block(F.MIRROR, r.mirror, { cluster: () => r.mirror!.cluster })),
+    fault: () =>
+      fault === null
+        ? null
+        : block(F.FAULT, fault, {
+            delay: () => (fault.delay === null ? null : block(F.DELAY, fault.delay, {})),
+            abort: () => (fault.abort === null ? null : block(F.ABORT, fault.abort, {})),
+          }),
+    rateLimit: () => rateLimit(r.rateLimit),
+  });
 }
 
 function outbound(c: OutboundConfig): JsonObject {
-  return {
-    listen: formatAddress(c.listen),
-    unknownHosts: c.unknownHosts,
-    timeout: formatDuration(c.timeout),
-    maxConcurrent: c.maxConcurrent,
-    routes: c.routes.map(route),
-    limits: limits(c.limits),
-  };
+  return block(F.OUTBOUND, c, {
+    listen: () => formatAddress(c.listen),
+    routes: () => c.routes.map(route),
+    limits: () => block(F.LIMITS, c.limits, {}),
+  });
 }
 
 function cluster(c: ClusterConfig): JsonObject {
-  const o: JsonObject = {};
-  put(o, 'endpoints', c.endpoints === null ? null : c.endpoints.map(formatAddress));
-  put(o, 'dns', c.dns === null ? null : { name: c.dns.name, port: c.dns.port, refresh: formatDuration(c.dns.refresh) });
-  o['loadBalancer'] = c.loadBalancer;
-  put(o, 'hashOn', c.hashOn === null ? null : { header: c.hashOn.header });
-  o['connectTimeout'] = formatDuration(c.connectTimeout);
-  o['maxConnectionsPerEndpoint'] = c.maxConnectionsPerEndpoint;
-  o['maxPending'] = c.maxPending;
-  const hc = c.healthCheck;
-  put(
-    o,
-    'healthCheck',
-    hc === null
-      ? null
-      : {
-          path: hc.path,
-          interval: formatDuration(hc.interval),
-          timeout: formatDuration(hc.timeout),
-          unhealthyThreshold: hc.unhealthyThreshold,
-          healthyThreshold: hc.healthyThreshold,
-        },
-  );
-  const od = c.outlierDetection;
-  put(
-    o,
-    'outlierDetection',
-    od === null
-      ? null
-      : {
-          consecutiveErrors: od.consecutiveErrors,
-          ejectionTime: formatDuration(od.ejectionTime),
-          maxEjectionPercent: od.maxEjectionPercent,
-        },
-  );
-  o['panicThreshold'] = c.panicThreshold;
-  const cb = c.circuitBreaker;
-  put(
-    o,
-    'circuitBreaker',
-    cb === null
-      ? null
-      : {
-          errorThresholdPercentage: cb.errorThresholdPercentage,
-          volumeThreshold: cb.volumeThreshold,
-          window: formatDuration(cb.window),
-          resetTimeout: formatDuration(cb.resetTimeout),
-        },
-  );
-  o['retryBudget'] = { ratio: c.retryBudget.ratio, minPerSecond: c.retryBudget.minPerSecond };
-  if (c.tls !== null) {
-    const t: JsonObject = {};
-    put(t, 'ca', c.tls.ca);
-    put(t, 'cert', c.tls.cert);
-    put(t, 'key', c.tls.key);
-    put(t, 'serverName', c.tls.serverName);
-    put(t, 'principals', c.tls.principals === null ? null : [...c.tls.principals]);
-    o['tls'] = t;
-  }
-  return o;
+  const { dns, healthCheck: hc, tls } = c;
+  return block(F.CLUSTER, c, {
+    endpoints: () => list(c.endpoints, formatAddress),
+    dns: () => (dns === null ? null : block(F.DNS, dns, { name: () => dns.name })),
+    hashOn: () => (c.hashOn === null ? null : { header: c.hashOn.header }),
+    healthCheck: () => (hc === null ? null : block(F.HEALTH_CHECK, hc, { path: () => hc.path })),
+    outlierDetection: () => (c.outlierDetection === null ? null : block(F.OUTLIER_DETECTION, c.outlierDetection, {})),
+    circuitBreaker: () => (c.circuitBreaker === null ? null : block(F.CIRCUIT_BREAKER, c.circuitBreaker, {})),
+    retryBudget: () => block(F.RETRY_BUDGET, c.retryBudget, {}),
+    tls: () =>
+      tls === null
+        ? null
+        : block(F.CLUSTER_TLS, tls, {
+            ca: () => tls.ca,
+            cert: () => tls.cert,
+            key: () => tls.key,
+            serverName: () => tls.serverName,
+            principals: () => list(tls.principals),
+          }),
+  });
 }
 
 /**
@@ -201,15 +158,16 @@ function cluster(c: ClusterConfig): JsonObject {
  * `/config` request; cheap enough not to cache.
  */
 export function renderConfig(c: Config): unknown {
-  const o: JsonObject = { admin: { listen: formatAddress(c.admin.listen) } };
-  if (c.inbound !== null) o['inbound'] = inbound(c.inbound);
-  if (c.outbound !== null) o['outbound'] = outbound(c.outbound);
-  const clusters: JsonObject = {};
-  for (const [name, cl] of Object.entries(c.clusters)) put(clusters, name, cluster(cl));
-  o['clusters'] = clusters;
-  const res: JsonObject = {};
-  put(res, 'servers', c.resolver.servers === null ? null : c.resolver.servers.map(formatAddress));
-  o['resolver'] = res;
-  o['drain'] = { delay: formatDuration(c.drain.delay), timeout: formatDuration(c.drain.timeout) };
-  return o;
+  return block(F.TOP, c, {
+    admin: () => block(F.ADMIN, c.admin, { listen: () => formatAddress(c.admin.listen) }),
+    inbound: () => (c.inbound === null ? null : inbound(c.inbound)),
+    outbound: () => (c.outbound === null ? null : outbound(c.outbound)),
+    clusters: () => {
+      const clusters: JsonObject = {};
+      for (const [name, cl] of Object.entries(c.clusters)) put(clusters, name, cluster(cl));
+      return clusters;
+    },
+    resolver: () => block(F.RESOLVER, c.resolver, { servers: () => list(c.resolver.servers, formatAddress) }),
+    drain: () => block(F.DRAIN, c.drain, {}),
+  });
 }

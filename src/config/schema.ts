@@ -1,10 +1,11 @@
 /**
- * The config schema: every key of CONTRACT.md's "Config file" (plus the extensions declared in
- * `types.ts`), its default, and its validation, in one place. `buildConfig` walks the YAML
- * document once, records every problem with the position of the offending node, and returns the
- * defaulted `Config` (meaningful only when no problem was recorded).
+ * The config schema: the validation of every key declared in `fields.ts` (docs/configuration.md
+ * is generated from that table). Allowed keys, bounds and defaults of simple fields come from the
+ * table; addresses, lists, files and the checks across keys are read here. `buildConfig` walks
+ * the YAML document once, records every problem with the position of the offending node, and
+ * returns the defaulted `Config` (meaningful only when no problem was recorded).
  *
- * Decisions where the contract is silent (the tests pin each one):
+ * Decisions the tests pin:
  * - Indexes in key paths are 0-based: `outbound.routes[0]` is the first route.
  * - `retries.on` takes `connect-failure`, `reset`, `5xx`, `gateway-error`, and status codes
  *   400..599 as numbers (`429` is useful behind rate-limited services).
@@ -12,7 +13,7 @@
  * - `inbound.tls.requireClientCert: true` (the default) needs `ca`: verifying mesh clients
  *   against the public web roots is never what is meant.
  * - `rewrite` is not allowed with a regex path match (there is no matched prefix to replace).
- * - Header values must be valid HTTP field values: CR, LF and NUL get the contract's message;
+ * - Header values must be valid HTTP field values: CR, LF and NUL get the documented message;
  *   other characters Node refuses at request time (controls, code points above U+00FF) are
  *   rejected here too, so the data plane never throws on a configured header.
  * - Setting hop-by-hop or framing headers (`connection`, `content-length`, `transfer-encoding`,
@@ -25,11 +26,12 @@ import { isIP, isIPv4, isIPv6 } from 'node:net';
 import { isMap, isScalar } from 'yaml';
 import { formatAddress, isHostname, parseAddress } from './address.js';
 import { formatDuration } from './duration.js';
+import * as F from './fields.js';
+import { DEFAULT_ADMIN_LISTEN, DEFAULT_INBOUND_LISTEN, DEFAULT_OUTBOUND_LISTEN, DEFAULT_RETRY_ON, RETRY_CONDITIONS } from './fields.js';
 import { isNullNode, Reader, suggest, type Field, type MapView } from './reader.js';
 import type {
   Address,
   AuthorizationConfig,
-  AuthzAction,
   AuthzRule,
   ClusterConfig,
   ClusterTlsConfig,
@@ -39,7 +41,6 @@ import type {
   InboundConfig,
   InboundTlsConfig,
   ListenerLimits,
-  LoadBalancerKind,
   OutboundConfig,
   PathMatch,
   RateLimitConfig,
@@ -50,78 +51,40 @@ import type {
   WeightedCluster,
 } from './types.js';
 
-const TOP_KEYS = ['admin', 'inbound', 'outbound', 'clusters', 'resolver', 'drain'] as const;
-const ADMIN_KEYS = ['listen'] as const;
-const INBOUND_KEYS = ['listen', 'app', 'timeout', 'maxConcurrent', 'rateLimit', 'tls', 'authorization', 'limits'] as const;
-const OUTBOUND_KEYS = ['listen', 'unknownHosts', 'timeout', 'maxConcurrent', 'routes', 'limits'] as const;
-const LIMITS_KEYS = [
-  'maxConnections',
-  'headersTimeout',
-  'maxHeaderBytes',
-  'maxHeaders',
-  'maxUrlLength',
-  'idleTimeout',
-  'keepAliveTimeout',
-] as const;
-const RATE_LIMIT_KEYS = ['requestsPerSecond', 'burst'] as const;
-const INBOUND_TLS_KEYS = ['cert', 'key', 'ca', 'requireClientCert'] as const;
-const AUTHZ_KEYS = ['default', 'ignoreCase', 'rules'] as const;
-const AUTHZ_RULE_KEYS = ['action', 'principals', 'paths', 'methods'] as const;
-const ROUTE_KEYS = [
-  'name',
-  'match',
-  'rewrite',
-  'cluster',
-  'split',
-  'timeout',
-  'retries',
-  'headers',
-  'mirror',
-  'fault',
-  'rateLimit',
-] as const;
-const MATCH_KEYS = ['host', 'port', 'path', 'methods', 'headers'] as const;
-const PATH_KEYS = ['prefix', 'exact', 'regex'] as const;
-const REWRITE_KEYS = ['prefix'] as const;
-const SPLIT_KEYS = ['cluster', 'weight'] as const;
-const RETRY_KEYS = ['attempts', 'perTryTimeout', 'on', 'backoff', 'nonIdempotent'] as const;
-const BACKOFF_KEYS = ['base', 'max'] as const;
-const HEADERS_KEYS = ['request', 'response'] as const;
-const HEADER_OPS_KEYS = ['set', 'remove'] as const;
-const MIRROR_KEYS = ['cluster', 'percent'] as const;
-const FAULT_KEYS = ['delay', 'abort'] as const;
-const DELAY_KEYS = ['percent', 'duration'] as const;
-const ABORT_KEYS = ['percent', 'status'] as const;
-const CLUSTER_KEYS = [
-  'endpoints',
-  'dns',
-  'loadBalancer',
-  'hashOn',
-  'connectTimeout',
-  'maxConnectionsPerEndpoint',
-  'maxPending',
-  'healthCheck',
-  'outlierDetection',
-  'panicThreshold',
-  'circuitBreaker',
-  'retryBudget',
-  'tls',
-] as const;
-const DNS_KEYS = ['name', 'port', 'refresh'] as const;
-const HASH_ON_KEYS = ['header'] as const;
-const HEALTH_KEYS = ['path', 'interval', 'timeout', 'unhealthyThreshold', 'healthyThreshold'] as const;
-const OUTLIER_KEYS = ['consecutiveErrors', 'ejectionTime', 'maxEjectionPercent'] as const;
-const BREAKER_KEYS = ['errorThresholdPercentage', 'volumeThreshold', 'window', 'resetTimeout'] as const;
-const BUDGET_KEYS = ['ratio', 'minPerSecond'] as const;
-const CLUSTER_TLS_KEYS = ['ca', 'cert', 'key', 'serverName', 'principals'] as const;
-const RESOLVER_KEYS = ['servers'] as const;
-const DRAIN_KEYS = ['delay', 'timeout'] as const;
+const keys = (b: F.Block): readonly string[] => Object.freeze(Object.keys(b));
+const TOP_KEYS = keys(F.TOP);
+const ADMIN_KEYS = keys(F.ADMIN);
+const INBOUND_KEYS = keys(F.INBOUND);
+const OUTBOUND_KEYS = keys(F.OUTBOUND);
+const LIMITS_KEYS = keys(F.LIMITS);
+const RATE_LIMIT_KEYS = keys(F.RATE_LIMIT);
+const INBOUND_TLS_KEYS = keys(F.INBOUND_TLS);
+const AUTHZ_KEYS = keys(F.AUTHORIZATION);
+const AUTHZ_RULE_KEYS = keys(F.AUTHZ_RULE);
+const ROUTE_KEYS = keys(F.ROUTE);
+const MATCH_KEYS = keys(F.MATCH);
+const PATH_KEYS = ['prefix', 'exact', 'regex'] as const satisfies readonly (keyof typeof F.PATH)[];
+const REWRITE_KEYS = keys(F.REWRITE);
+const SPLIT_KEYS = keys(F.SPLIT);
+const RETRY_KEYS = keys(F.RETRIES);
+const BACKOFF_KEYS = keys(F.BACKOFF);
+const HEADERS_KEYS = keys(F.HEADERS);
+const HEADER_OPS_KEYS = keys(F.HEADER_OPS);
+const MIRROR_KEYS = keys(F.MIRROR);
+const FAULT_KEYS = keys(F.FAULT);
+const DELAY_KEYS = keys(F.DELAY);
+const ABORT_KEYS = keys(F.ABORT);
+const CLUSTER_KEYS = keys(F.CLUSTER);
+const DNS_KEYS = keys(F.DNS);
+const HASH_ON_KEYS = keys(F.HASH_ON);
+const HEALTH_KEYS = keys(F.HEALTH_CHECK);
+const OUTLIER_KEYS = keys(F.OUTLIER_DETECTION);
+const BREAKER_KEYS = keys(F.CIRCUIT_BREAKER);
+const BUDGET_KEYS = keys(F.RETRY_BUDGET);
+const CLUSTER_TLS_KEYS = keys(F.CLUSTER_TLS);
+const RESOLVER_KEYS = keys(F.RESOLVER);
+const DRAIN_KEYS = keys(F.DRAIN);
 
-const LOAD_BALANCERS: readonly LoadBalancerKind[] = ['round-robin', 'least-request', 'random', 'ring-hash'];
-const AUTHZ_ACTIONS: readonly AuthzAction[] = ['allow', 'deny'];
-const UNKNOWN_HOSTS = ['passthrough', 'reject'] as const;
-/** Named retry conditions; status codes are written as numbers. */
-export const RETRY_CONDITIONS = ['connect-failure', 'reset', '5xx', 'gateway-error'] as const;
 /** Headers the proxy manages itself; configuring them would break framing or hop-by-hop handling. */
 const UNSETTABLE_HEADERS = [
   'connection',
@@ -133,24 +96,6 @@ const UNSETTABLE_HEADERS = [
   'upgrade',
   'content-length',
 ];
-
-const SEC = 1000;
-const MIN = 60 * SEC;
-
-/** Defaults of every listener's `limits` block (types.ts `ListenerLimits`). Shared, so frozen. */
-export const DEFAULT_LIMITS: ListenerLimits = Object.freeze({
-  maxConnections: 10000,
-  headersTimeout: 10 * SEC,
-  maxHeaderBytes: 16384,
-  maxHeaders: 100,
-  maxUrlLength: 8192,
-  idleTimeout: 5 * MIN,
-  keepAliveTimeout: 60 * SEC,
-});
-export const DEFAULT_ADMIN_LISTEN: Address = Object.freeze({ host: '127.0.0.1', port: 15000 });
-export const DEFAULT_INBOUND_LISTEN: Address = Object.freeze({ host: '0.0.0.0', port: 15006 });
-export const DEFAULT_OUTBOUND_LISTEN: Address = Object.freeze({ host: '127.0.0.1', port: 15001 });
-export const DEFAULT_RETRY_ON: readonly (string | number)[] = Object.freeze(['connect-failure', 'reset', 502, 503, 504]);
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // What Node's http module accepts in a header value (lib/_http_common.js checkInvalidHeaderChar).
@@ -254,10 +199,7 @@ class Builder {
     const resolver: ResolverConfig = { servers: resM === null ? null : this.resolverServers(resM) };
 
     const drainM = r.block(top, 'drain', DRAIN_KEYS);
-    const drain = {
-      delay: drainM === null ? 5 * SEC : this.dur(drainM, 'delay', 5 * SEC),
-      timeout: drainM === null ? 20 * SEC : this.dur(drainM, 'timeout', 20 * SEC),
-    };
+    const drain = this.simple(drainM, F.DRAIN);
 
     if (clustersReadable) this.checkClusterRefs(clusters);
     this.checkListenerConflicts();
@@ -265,26 +207,53 @@ class Builder {
     return { config: { admin, inbound, outbound, clusters, resolver, drain }, files: this.files };
   }
 
-  // ---- small typed getters: absent → default; invalid → problem recorded, default returned ----
+  // ---- simple fields, read as fields.ts declares them: absent → default; invalid → problem recorded, default returned ----
 
-  private dur(m: MapView, key: string, def: number, positive = false): number {
-    const f = this.r.opt(m, key);
-    return f === undefined ? def : (this.r.duration(f, positive) ?? def);
+  /** A block's defaulted simple fields (all defaults when the block is absent). */
+  private simple<B extends F.Block>(m: MapView | null, block: B): F.Simple<B> {
+    const out: Record<string, unknown> = F.defaultsOf(block);
+    if (m === null) return out as F.Simple<B>;
+    for (const [key, spec] of Object.entries(block)) {
+      if (!F.isSimple(spec) || spec.default === undefined) continue;
+      const f = this.r.opt(m, key);
+      const v = f === undefined ? undefined : this.value(f, spec);
+      if (v !== undefined) out[key] = v;
+    }
+    return out as F.Simple<B>;
   }
 
-  private int(m: MapView, key: string, def: number, min: number, max?: number): number {
-    const f = this.r.opt(m, key);
-    return f === undefined ? def : (this.r.integer(f, min, max) ?? def);
+  /** A simple field without a default: undefined (problem recorded) when missing or invalid. */
+  private required<B extends F.Block, K extends keyof B & string>(m: MapView, block: B, key: K): F.ValueOf<B[K]> | undefined {
+    const spec = block[key]!;
+    const f = this.r.req(m, key);
+    if (f === undefined || !F.isSimple(spec)) return undefined;
+    return this.value(f, spec) as F.ValueOf<B[K]> | undefined;
   }
 
-  private num(m: MapView, key: string, def: number, min: number, max: number, aboveMin = false): number {
-    const f = this.r.opt(m, key);
-    return f === undefined ? def : (this.r.number(f, min, max, aboveMin) ?? def);
+  private value(f: Field, spec: F.SimpleSpec): number | boolean | string | undefined {
+    const r = this.r;
+    switch (spec.kind) {
+      case 'integer':
+        return r.integer(f, spec.min, spec.max);
+      case 'number':
+        return r.number(f, spec.min, spec.max, spec.aboveMin ?? false);
+      case 'duration':
+        return r.duration(f, spec.positive ?? false);
+      case 'boolean':
+        return r.boolean(f);
+      case 'enum':
+        return r.oneOf(f, spec.values);
+    }
   }
 
-  private bool(m: MapView, key: string, def: boolean): boolean {
+  private dur(m: MapView, key: string, def: number): number {
     const f = this.r.opt(m, key);
-    return f === undefined ? def : (this.r.boolean(f) ?? def);
+    return f === undefined ? def : (this.r.duration(f, false) ?? def);
+  }
+
+  private num(m: MapView, key: string, def: number, min: number, max: number): number {
+    const f = this.r.opt(m, key);
+    return f === undefined ? def : (this.r.number(f, min, max) ?? def);
   }
 
   private listen(m: MapView | null, path: string, def: Address): Address {
@@ -381,23 +350,12 @@ class Builder {
 
   private rateLimit(m: MapView | null): RateLimitConfig | null {
     if (m === null) return null;
-    const f = this.r.req(m, 'requestsPerSecond');
-    const rps = (f === undefined ? undefined : this.r.number(f, 0, Number.MAX_SAFE_INTEGER, true)) ?? 1;
+    const rps = this.required(m, F.RATE_LIMIT, 'requestsPerSecond') ?? 1;
     return { requestsPerSecond: rps, burst: this.num(m, 'burst', Math.max(1, rps), 1, Number.MAX_SAFE_INTEGER) };
   }
 
   private limits(m: MapView | null): ListenerLimits {
-    if (m === null) return DEFAULT_LIMITS;
-    const d = DEFAULT_LIMITS;
-    return {
-      maxConnections: this.int(m, 'maxConnections', d.maxConnections, 1),
-      headersTimeout: this.dur(m, 'headersTimeout', d.headersTimeout),
-      maxHeaderBytes: this.int(m, 'maxHeaderBytes', d.maxHeaderBytes, 1),
-      maxHeaders: this.int(m, 'maxHeaders', d.maxHeaders, 1),
-      maxUrlLength: this.int(m, 'maxUrlLength', d.maxUrlLength, 1),
-      idleTimeout: this.dur(m, 'idleTimeout', d.idleTimeout),
-      keepAliveTimeout: this.dur(m, 'keepAliveTimeout', d.keepAliveTimeout),
-    };
+    return this.simple(m, F.LIMITS);
   }
 
   // ---- inbound ----
@@ -409,8 +367,7 @@ class Builder {
     return {
       listen: this.listen(m, 'inbound.listen', DEFAULT_INBOUND_LISTEN),
       app,
-      timeout: this.dur(m, 'timeout', 15 * SEC),
-      maxConcurrent: this.int(m, 'maxConcurrent', 10000, 1),
+      ...this.simple(m, F.INBOUND),
       rateLimit: this.rateLimit(r.block(m, 'rateLimit', RATE_LIMIT_KEYS)),
       tls: this.inboundTls(r.block(m, 'tls', INBOUND_TLS_KEYS)),
       authorization: this.authorization(r.block(m, 'authorization', AUTHZ_KEYS)),
@@ -424,7 +381,7 @@ class Builder {
     const cert = this.file(r.req(m, 'cert')) ?? '';
     const key = this.file(r.req(m, 'key')) ?? '';
     const ca = this.file(r.opt(m, 'ca'));
-    const requireClientCert = this.bool(m, 'requireClientCert', true);
+    const { requireClientCert } = this.simple(m, F.INBOUND_TLS);
     if (requireClientCert && ca === null && !r.has(m, 'ca')) {
       r.report(m.at, `${p(m.path)}requireClientCert needs "ca" (the CA that signs client certificates); or set requireClientCert: false`);
     }
@@ -434,16 +391,13 @@ class Builder {
   private authorization(m: MapView | null): AuthorizationConfig | null {
     if (m === null) return null;
     const r = this.r;
-    const defF = r.opt(m, 'default');
-    const def = (defF === undefined ? undefined : r.oneOf(defF, AUTHZ_ACTIONS)) ?? 'allow';
     const rules: AuthzRule[] = [];
     const rulesF = r.opt(m, 'rules');
     const items = rulesF === undefined ? [] : (r.list(rulesF) ?? []);
     for (let i = 0; i < items.length; i++) {
       const rm = r.map(items[i]!, AUTHZ_RULE_KEYS);
       if (rm === null) continue;
-      const actionF = r.req(rm, 'action');
-      const action = (actionF === undefined ? undefined : r.oneOf(actionF, AUTHZ_ACTIONS)) ?? 'deny';
+      const action = this.required(rm, F.AUTHZ_RULE, 'action') ?? 'deny';
       rules.push({
         action,
         principals: this.optList(rm, 'principals', (f) => r.nonEmptyString(f)),
@@ -451,7 +405,7 @@ class Builder {
         methods: this.optList(rm, 'methods', this.method),
       });
     }
-    return { default: def, ignoreCase: this.bool(m, 'ignoreCase', false), rules };
+    return { ...this.simple(m, F.AUTHORIZATION), rules };
   }
 
   private authzPath(f: Field): string | undefined {
@@ -473,8 +427,8 @@ class Builder {
 
   private outbound(m: MapView): OutboundConfig {
     const r = this.r;
-    const uhF = r.opt(m, 'unknownHosts');
-    const timeout = this.dur(m, 'timeout', 15 * SEC);
+    const simple = this.simple(m, F.OUTBOUND);
+    const timeout = simple.timeout;
     const routes: RouteConfig[] = [];
     const routesF = r.opt(m, 'routes');
     const items = routesF === undefined ? [] : (r.list(routesF) ?? []);
@@ -484,9 +438,7 @@ class Builder {
     }
     return {
       listen: this.listen(m, 'outbound.listen', DEFAULT_OUTBOUND_LISTEN),
-      unknownHosts: (uhF === undefined ? undefined : r.oneOf(uhF, UNKNOWN_HOSTS)) ?? 'passthrough',
-      timeout,
-      maxConcurrent: this.int(m, 'maxConcurrent', 10000, 1),
+      ...simple,
       routes,
       limits: this.limits(r.block(m, 'limits', LIMITS_KEYS)),
     };
@@ -540,7 +492,7 @@ class Builder {
       const cf = r.req(mirM, 'cluster');
       mirror = {
         cluster: (cf === undefined ? undefined : this.clusterRef(cf)) ?? '',
-        percent: this.num(mirM, 'percent', 100, 0, 100),
+        ...this.simple(mirM, F.MIRROR),
       };
     }
 
@@ -667,8 +619,7 @@ class Builder {
             r.report(cf.at, `${p(cf.path)}cluster ${JSON.stringify(cluster)} is already in this split (at ${r.lineCol(first)})`);
           } else seen.set(cluster, cf.at);
         }
-        const wf = r.req(m, 'weight');
-        const weight = wf === undefined ? undefined : r.integer(wf, 1);
+        const weight = this.required(m, F.SPLIT, 'weight');
         return { cluster: cluster ?? '', weight: weight ?? 1 };
       },
       false,
@@ -695,24 +646,16 @@ class Builder {
         }
       }
     }
-    let base = 25;
-    let max = 250;
     const bm = r.block(m, 'backoff', BACKOFF_KEYS);
+    const backoff = this.simple(bm, F.BACKOFF);
+    const { base, max } = backoff;
     if (bm !== null) {
-      base = this.dur(bm, 'base', base);
-      max = this.dur(bm, 'max', max);
       if (base > max) {
         const at = r.opt(bm, 'base')?.at ?? bm.at;
         r.report(at, `${p(bm.path)}base (${formatDuration(base)}) must not exceed max (${formatDuration(max)})`);
       }
     }
-    return {
-      attempts: this.int(m, 'attempts', 2, 0, 10),
-      perTryTimeout: this.dur(m, 'perTryTimeout', 0),
-      on,
-      backoff: { base, max },
-      nonIdempotent: this.bool(m, 'nonIdempotent', false),
-    };
+    return { ...this.simple(m, F.RETRIES), on, backoff };
   }
 
   private retryCondition(f: Field): string | number | undefined {
@@ -756,19 +699,11 @@ class Builder {
     const am = r.block(m, 'abort', ABORT_KEYS);
     let delay: { percent: number; duration: number } | null = null;
     if (dm !== null) {
-      const df = r.req(dm, 'duration');
-      delay = {
-        percent: this.num(dm, 'percent', 100, 0, 100),
-        duration: (df === undefined ? undefined : r.duration(df, true)) ?? 0,
-      };
+      delay = { ...this.simple(dm, F.DELAY), duration: this.required(dm, F.DELAY, 'duration') ?? 0 };
     }
     let abort: { percent: number; status: number } | null = null;
     if (am !== null) {
-      const sf = r.req(am, 'status');
-      abort = {
-        percent: this.num(am, 'percent', 100, 0, 100),
-        status: (sf === undefined ? undefined : r.integer(sf, 400, 599)) ?? 503,
-      };
+      abort = { ...this.simple(am, F.ABORT), status: this.required(am, F.ABORT, 'status') ?? 503 };
     }
     return { delay, abort };
   }
@@ -794,7 +729,6 @@ class Builder {
       const dm = r.block(m, 'dns', DNS_KEYS);
       if (dm !== null) {
         const nf = r.req(dm, 'name');
-        const pf = r.req(dm, 'port');
         let dnsName = nf === undefined ? undefined : r.nonEmptyString(nf);
         if (nf !== undefined && dnsName !== undefined && !isHostname(dnsName)) {
           r.report(nf.at, `${p(nf.path)}invalid DNS name ${JSON.stringify(dnsName)}`);
@@ -802,20 +736,22 @@ class Builder {
         }
         dns = {
           name: dnsName ?? '',
-          port: (pf === undefined ? undefined : r.integer(pf, 1, 65535)) ?? 80,
-          refresh: this.dur(dm, 'refresh', 5 * SEC, true),
+          port: this.required(dm, F.DNS, 'port') ?? 80,
+          ...this.simple(dm, F.DNS),
         };
       }
     }
 
-    const lbF = r.opt(m, 'loadBalancer');
-    const lbRead = lbF === undefined ? 'round-robin' : r.oneOf(lbF, LOAD_BALANCERS);
-    const loadBalancer = lbRead ?? 'round-robin';
+    const simple = this.simple(m, F.CLUSTER);
     let hashOn: { header: string } | null = null;
     const hm = r.block(m, 'hashOn', HASH_ON_KEYS);
     if (hm !== null) {
       // With an invalid loadBalancer the problem is that key's, not hashOn's.
-      if (lbRead !== undefined && loadBalancer !== 'ring-hash') {
+      const lbF = r.opt(m, 'loadBalancer');
+      const lbValid =
+        lbF === undefined ||
+        (isScalar(lbF.node) && F.CLUSTER.loadBalancer.values.some((v) => v === (lbF.node as { value: unknown }).value));
+      if (lbValid && simple.loadBalancer !== 'ring-hash') {
         r.report(hm.at, `${p(hm.path)}only allowed with loadBalancer: ring-hash`);
       }
       const hf = r.req(hm, 'header');
@@ -836,43 +772,12 @@ class Builder {
       name,
       endpoints,
       dns,
-      loadBalancer,
+      ...simple,
       hashOn,
-      connectTimeout: this.dur(m, 'connectTimeout', 1 * SEC),
-      maxConnectionsPerEndpoint: this.int(m, 'maxConnectionsPerEndpoint', 128, 1),
-      maxPending: this.int(m, 'maxPending', 1024, 1),
-      healthCheck:
-        hcM === null
-          ? null
-          : {
-              path: healthPath,
-              interval: this.dur(hcM, 'interval', 5 * SEC, true),
-              timeout: this.dur(hcM, 'timeout', 1 * SEC, true),
-              unhealthyThreshold: this.int(hcM, 'unhealthyThreshold', 3, 1),
-              healthyThreshold: this.int(hcM, 'healthyThreshold', 2, 1),
-            },
-      outlierDetection:
-        odM === null
-          ? null
-          : {
-              consecutiveErrors: this.int(odM, 'consecutiveErrors', 5, 1),
-              ejectionTime: this.dur(odM, 'ejectionTime', 30 * SEC, true),
-              maxEjectionPercent: this.num(odM, 'maxEjectionPercent', 50, 0, 100),
-            },
-      panicThreshold: this.num(m, 'panicThreshold', 50, 0, 100),
-      circuitBreaker:
-        cbM === null
-          ? null
-          : {
-              errorThresholdPercentage: this.num(cbM, 'errorThresholdPercentage', 50, 0, 100),
-              volumeThreshold: this.int(cbM, 'volumeThreshold', 20, 1),
-              window: this.dur(cbM, 'window', 10 * SEC, true),
-              resetTimeout: this.dur(cbM, 'resetTimeout', 30 * SEC, true),
-            },
-      retryBudget:
-        rbM === null
-          ? { ratio: 0.2, minPerSecond: 10 }
-          : { ratio: this.num(rbM, 'ratio', 0.2, 0, 1), minPerSecond: this.int(rbM, 'minPerSecond', 10, 0) },
+      healthCheck: hcM === null ? null : { path: healthPath, ...this.simple(hcM, F.HEALTH_CHECK) },
+      outlierDetection: odM === null ? null : this.simple(odM, F.OUTLIER_DETECTION),
+      circuitBreaker: cbM === null ? null : this.simple(cbM, F.CIRCUIT_BREAKER),
+      retryBudget: this.simple(rbM, F.RETRY_BUDGET),
       tls: this.clusterTls(r.block(m, 'tls', CLUSTER_TLS_KEYS)),
     };
   }

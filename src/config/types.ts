@@ -1,7 +1,7 @@
 /**
  * The validated, defaulted configuration: what `load.ts` produces from YAML and what the
  * runtime is built from. Every object is deep-frozen. Durations are milliseconds (0 = none),
- * addresses are parsed. Shapes mirror the YAML keys of CONTRACT.md so that `/config` reads like
+ * addresses are parsed. Shapes mirror the YAML keys (docs/configuration.md) so that `/config` reads like
  * the file the operator wrote; `null` stands for an optional block that is absent.
  */
 

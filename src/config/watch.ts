@@ -1,5 +1,5 @@
 /**
- * Config file watching for hot reload (CONTRACT.md, "Config changes at run time").
+ * Config file watching for hot reload (docs/configuration.md, "Reload semantics").
  *
  * Owns: noticing that any file of a set (the config, TLS certs/keys/CAs) changed *content*, and
  * telling the caller once per burst. It does not parse or validate anything: the caller reloads
@@ -13,7 +13,7 @@
  * - Change means "sha256 of the content differs", read through symlinks. mtime/inode are useless
  *   here (a ConfigMap swap changes the inode without changing bytes; `touch` changes mtime only).
  * - fs.watch can miss events (some overlay/network filesystems, a watched directory that is itself
- *   replaced), so a poll re-hashes every `pollMs` (default 2 s, the contract's reload bound). The
+ *   replaced), so a poll re-hashes every `pollMs` (default 2 s, the documented reload bound). The
  *   files are small; hashing them every 2 s costs less than being clever with stat.
  * - Nothing here may throw into the event loop or keep the process alive: watchers are
  *   non-persistent, timers unref'd, callbacks guarded.

@@ -1,6 +1,6 @@
 /**
  * The demo's live summary: reads a sidecar's admin API (`/metrics` in Prometheus text, `/clusters`
- * as JSON, CONTRACT.md "Admin endpoints" and "Metrics") and renders one compact block of text.
+ * as JSON, docs/operations.md "Admin API" and docs/metrics.md) and renders one compact block of text.
  */
 import http from 'node:http';
 import type { Address } from '../config/types.js';

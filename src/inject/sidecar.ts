@@ -4,7 +4,7 @@
  * JSON-shaped objects, built from the options only; `index.ts` decides where they go.
  *
  * ## How kubelet probes reach the admin API
- * The admin listener stays on loopback (`127.0.0.1:15000`, CONTRACT.md: never 0.0.0.0 by default),
+ * The admin listener stays on loopback (`127.0.0.1:15000`, docs/security.md: never 0.0.0.0 by default),
  * and kubelet's `httpGet` probes come from the node to the pod IP, so they cannot reach it. The
  * options considered:
  * - bind admin to `0.0.0.0`: exposes `/config` and `/metrics` to every pod in the cluster; rejected;

@@ -3,7 +3,7 @@
  *
  * Owns: the set of open client sockets, which of them have a request in flight, tunnel sockets
  * (upgrade / CONNECT) that Node's HTTP server stops tracking, the connection cap, and the drain
- * sequence (CONTRACT.md: `drain.timeout`, "without dropping a request or a connection").
+ * sequence (docs/operations.md, "Drain": `drain.timeout`, "without dropping a request or a connection").
  *
  * Drain, in order:
  * 1. `server.close()`: the listening socket goes away, so new connections are refused by the

@@ -3,7 +3,7 @@
  * of its `limits`, connection tracking for drain, and its pipeline (admission and report) under
  * which the codecs run: HTTP/1.1 requests (codec/http1.ts) and Upgrade / CONNECT tunnels
  * (codec/tunnel.ts). Node's parser runs strict (never `insecureHTTPParser`); what it rejects is
- * answered here in the contract's error format, then the connection is closed.
+ * answered here in the proxy's error format (docs/metrics.md, "Error reasons"), then the connection is closed.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -52,7 +52,7 @@ export class Listener implements TunnelListener {
       insecureHTTPParser: false,
       noDelay: true,
       keepAlive: true,
-      // edge.ts refuses a missing Host itself, in the contract's error format (Node's own 400
+      // edge.ts refuses a missing Host itself, in the proxy's error format (Node's own 400
       // carries no x-outrigger-error)
       requireHostHeader: false,
       joinDuplicateHeaders: false,

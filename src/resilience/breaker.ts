@@ -126,7 +126,7 @@ export class ClusterBreaker {
       name: cluster,
       timeout: false,
       resetTimeout: cfg.resetTimeout,
-      // opossum opens when the rate is strictly above the threshold; the contract reads "once
+      // opossum opens when the rate is strictly above the threshold; the documented rule reads "once
       // errorThresholdPercentage of requests failed", so shave off less than any real rate step.
       errorThresholdPercentage: cfg.errorThresholdPercentage - 1e-9,
       volumeThreshold: cfg.volumeThreshold,

@@ -36,7 +36,7 @@ export const UPSTREAM_TIMEOUT: UpstreamTimeoutError = new UpstreamTimeoutError()
 
 // Node / libuv errno codes and undici codes. Anything that means "no connection was ever
 // established" is a connect failure: the request never reached the upstream, so retrying it
-// is always safe (CONTRACT.md, Retries).
+// is always safe (docs/resilience.md, "Retries").
 const CONNECT_CODES: ReadonlySet<string> = new Set([
   'ECONNREFUSED',
   'ENOTFOUND',
@@ -167,7 +167,7 @@ export function classifyError(err: unknown): FailureKind {
   return 'reset';
 }
 
-/** The contract's `x-outrigger-error` reason for a failed attempt that goes back to the client. */
+/** The `x-outrigger-error` reason (docs/metrics.md, "Error reasons") for a failed attempt that goes back to the client. */
 export function errorReason(
   k: FailureKind,
 ): 'upstream_connect_failure' | 'upstream_reset' | 'upstream_timeout' | 'upstream_protocol_error' {

@@ -2,7 +2,7 @@
  * Inbound authorization: the `inbound.authorization` rules compiled once per config snapshot into
  * an `Authorizer` whose `allows()` runs on every inbound request without allocating.
  *
- * Semantics (CONTRACT.md "authorization"):
+ * Semantics (docs/security.md, "Authorization"):
  * - rules are evaluated in order; the first rule whose principals, paths and methods all match
  *   decides (allow or deny); when none matches, `default` decides;
  * - principals: exact URI strings (the client certificate's URI SAN), `*` = any authenticated

@@ -1,5 +1,5 @@
 /**
- * Every metric outrigger exports, declared in one list (CONTRACT.md "Metrics"), on a registry of
+ * Every metric outrigger exports, declared in one list (docs/metrics.md), on a registry of
  * its own so that several proxies can live in one process (tests). The request path never looks
  * a label set up: routes and clusters cache their children when a config snapshot is built.
  */
