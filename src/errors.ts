@@ -105,7 +105,8 @@ export function respondError(res: ErrorResponseTarget, err: ProxyError, close = 
 /** The bytes of a proxy-made response on a raw socket; the connection closes after it. */
 export function rawErrorResponse(err: ProxyError): string {
   const h = errorHeaders(err, true);
-  let head = `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\n`;
+  // Date as node:http writes it on its responses (RFC 9110 6.6.1: an origin with a clock sends it)
+  let head = `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\ndate: ${new Date().toUTCString()}\r\n`;
   for (let i = 0; i < h.length; i += 2) head += `${h[i] as string}: ${h[i + 1] as string}\r\n`;
   return head + '\r\n' + errorBody(err.reason).toString('latin1');
 }

@@ -96,7 +96,8 @@ describe('checkRequestHead (unit)', () => {
     assert.equal(ok(['Host', 'a', 'X-Content_Type', 'v', 'x_custom', 'v']).ok, true, 'unrelated _ names pass');
     assert.equal(ok(['Host', 'a', 'Content-Length', '0']).ok, true);
     assert.equal(ok([], 'GET', '/', 0).ok, true, 'HTTP/1.0 without Host');
-    assert.equal(ok(['Host', '']).ok, true, 'empty Host is legal (RFC 9112 3.2)');
+    assert.equal(ok(['Host', ''], 'GET', 'http://a/').ok, true, 'empty Host with an absolute-form target (Host is ignored)');
+    assert.equal(ok(['Host', '']).ok, false, 'empty Host names no authority to route by');
     assert.equal(ok(['Host', 'a', 'Connection', 'keep-alive, content-lengthx, x-host']).ok, true);
     assert.equal(ok(['Host', 'a', 'Connection', 'Upgrade', 'Upgrade', 'websocket']).ok, true);
     assert.equal(ok(['Host', 'a', 'Connection', ',,']).ok, true);

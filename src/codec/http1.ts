@@ -5,6 +5,7 @@
  * refusal is answered here, where closing the connection is a matter of this codec.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { respondError } from '../errors.js';
 import type { Admission } from '../request/admit.js';
 import type { Refusal } from '../request/decision.js';
@@ -27,8 +28,29 @@ function hasBody(req: IncomingMessage): boolean {
   return cl !== undefined && cl !== '0';
 }
 
+/**
+ * Marks a client connection whose answer so far ends with `Connection: close`: nothing the client
+ * sent after that is processed (RFC 9112 9.6), even what was already read and parsed.
+ */
+const kClosing = Symbol('outrigger.closing');
+type Marked = Socket & { [kClosing]?: true };
+
+export function markClosing(socket: Socket): void {
+  (socket as Marked)[kClosing] = true;
+}
+
+export function isClosing(socket: Socket): boolean {
+  return (socket as Marked)[kClosing] === true;
+}
+
 /** The server's 'request' event. */
 export function serveRequest(p: Pipeline, req: IncomingMessage, res: ServerResponse): void {
+  // A pipelined request behind a refusal: Node parsed it and queued its response, which never
+  // goes out (the connection closes after the refusal). It is not admitted, counted or forwarded.
+  if (isClosing(req.socket)) {
+    req.resume();
+    return;
+  }
   const a = p.admission.admit(req, req.socket, 'http');
   if (!a.admitted) {
     refuse(p, req, res, a);
@@ -42,6 +64,7 @@ function refuse(p: Pipeline, req: IncomingMessage, res: ServerResponse, r: Refus
     // nothing after this request on the connection is read: the body is discarded, then the
     // socket closes once the answer is out
     res.shouldKeepAlive = false;
+    markClosing(req.socket);
     req.resume();
     res.on('finish', () => req.socket.destroySoon());
   }

@@ -63,8 +63,14 @@ export class ConnectionTracker {
   private readonly tunnelSockets = new Set<Duplex>();
   /** Responses from 'request' until their 'close'. */
   private readonly responses = new Set<http.ServerResponse>();
-  /** In-flight response count per request socket (the TLSSocket for https). */
-  private readonly busy = new Map<net.Socket, number>();
+  /**
+   * In-flight responses per request socket (the TLSSocket for https). A socket that closes
+   * releases what it still holds: Node never closes a pipelined response queued behind a
+   * `Connection: close` answer.
+   */
+  private readonly busy = new Map<net.Socket, Set<http.ServerResponse>>();
+  /** What to do once a socket has no response in flight (see {@link afterResponses}). */
+  private readonly whenIdle = new Map<net.Socket, () => void>();
   private droppedCount = 0;
   private isDraining = false;
   /** Responses get `Connection: close` while still accepting (the drain delay, inbound). */
@@ -211,15 +217,60 @@ export class ConnectionTracker {
     if (!this.responses.delete(res)) return;
     if (this.barriers.length > 0) this.releaseBarriers(res);
     const socket = res.req.socket;
-    const n = (this.busy.get(socket) ?? 1) - 1;
-    if (n > 0) {
-      this.busy.set(socket, n);
+    const held = this.busy.get(socket);
+    if (held !== undefined) {
+      // the set stays until the socket closes: one per connection, not one per request
+      held.delete(res);
+      if (held.size > 0) return;
+    }
+    const after = this.whenIdle.get(socket);
+    if (after !== undefined) {
+      this.whenIdle.delete(socket);
+      after();
       return;
     }
-    this.busy.delete(socket);
     // A response whose head went out as keep-alive before the drain: Node keeps the socket for the
     // next request, so end it here. (For `Connection: close` responses Node already did.)
     if (this.isDraining && !socket.destroyed && !socket.writableEnded) socket.destroySoon();
+  }
+
+  /**
+   * Runs `fn` once every response in flight on `socket` has gone out (at once when none is):
+   * what is said about bytes after a request must follow that request's answer.
+   */
+  afterResponses(socket: net.Socket, fn: () => void): void {
+    if ((this.busy.get(socket)?.size ?? 0) === 0) fn();
+    else this.whenIdle.set(socket, fn);
+  }
+
+  /** The responses in flight on `socket`, oldest first. */
+  responsesOn(socket: net.Socket): ReadonlySet<http.ServerResponse> | undefined {
+    return this.busy.get(socket);
+  }
+
+  /**
+   * The client's FIN. The listener keeps half-open connections (a client that sends its request
+   * and shuts down its sending side still gets the answer), but a FIN while an answer is already
+   * streaming is a client that left: TCP cannot tell the two apart, so the moment decides, and
+   * the exchange aborts instead of holding its upstream until it writes into a dead socket.
+   */
+  private clientEnded(socket: net.Socket): void {
+    const held = this.busy.get(socket);
+    if (held === undefined) return;
+    for (const res of held) {
+      if (res.headersSent) {
+        socket.destroy();
+        return;
+      }
+    }
+  }
+
+  private releaseSocket(socket: net.Socket): void {
+    this.whenIdle.delete(socket);
+    const held = this.busy.get(socket);
+    if (held === undefined) return;
+    for (const res of [...held]) this.release(res);
+    this.busy.delete(socket);
   }
 
   private releaseBarriers(res: http.ServerResponse): void {
@@ -237,7 +288,13 @@ export class ConnectionTracker {
   private readonly onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     this.responses.add(res);
     const socket = req.socket;
-    this.busy.set(socket, (this.busy.get(socket) ?? 0) + 1);
+    let held = this.busy.get(socket);
+    if (held === undefined) {
+      this.busy.set(socket, (held = new Set()));
+      socket.once('close', () => this.releaseSocket(socket));
+      socket.once('end', () => this.clientEnded(socket));
+    }
+    held.add(res);
     if (this.isDraining || this.closeAfterResponse) res.shouldKeepAlive = false;
     (res as TrackedResponse)[kTracker] = this;
     res.once('close', onResponseClose);

@@ -9,7 +9,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { serveRequest } from '../codec/http1.js';
+import { isClosing, markClosing, serveRequest } from '../codec/http1.js';
 import { handleTunnel, type TunnelListener } from '../codec/tunnel.js';
 import type { Address, ListenerLimits } from '../config/types.js';
 import { proxyError, rawErrorResponse } from '../errors.js';
@@ -89,6 +89,10 @@ export class Listener implements TunnelListener {
       });
       this.server = s;
     }
+    // A client that sends a whole request and then half-closes (`printf ... | nc`, some health
+    // checkers) still gets its answer; the connection closes after it. A request cut off by the
+    // FIN is a parser error (HPE_INVALID_EOF_STATE) and aborts (onClientError).
+    (this.server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     this.applyLimits(limits);
     this.tracker = new ConnectionTracker(this.server, { maxConnections: limits.maxConnections });
     this.server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => this.onClientError(err, socket));
@@ -118,18 +122,39 @@ export class Listener implements TunnelListener {
     this.tracker?.setMaxConnections(limits.maxConnections);
   }
 
-  private onClientError(err: Error & { code?: string }, socket: Duplex): void {
-    if (err.code === 'ECONNRESET' || !socket.writable) {
+  /**
+   * Bytes Node's parser refused. The connection is done: nothing after them is processed. Answers
+   * to requests before them go out first, in order; then the 400 (431, 408), then the close. If a
+   * refusal with `Connection: close` is already on its way, that is the last word.
+   */
+  private onClientError(err: Error & { code?: string }, duplex: Duplex): void {
+    const socket = duplex as Socket;
+    if (err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE' || !socket.writable) {
+      // reset, or a FIN in the middle of a request: nobody to answer, and a cut-off request aborts
       socket.destroy();
       return;
     }
+    if (isClosing(socket)) return;
+    markClosing(socket);
     let status = 400;
     if (err.code === 'HPE_HEADER_OVERFLOW') status = 431;
     else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') status = 408;
     this.ctx.metrics.edgeRejections.labels(this.direction, String(status)).inc();
     this.ctx.log.debug({ direction: this.direction, code: err.code, err: err.message }, 'malformed request');
-    socket.end(rawErrorResponse(proxyError('bad_request', err.code, status)));
-    setTimeout(() => socket.destroy(), 1000).unref();
+    const answer = rawErrorResponse(proxyError('bad_request', err.code, status));
+    const send = (): void => {
+      if (!socket.writable) return;
+      socket.end(answer);
+      setTimeout(() => socket.destroy(), 1000).unref();
+    };
+    // Bytes inside a request's body (a bad chunk size): that request is the malformed one and
+    // is answered now (its exchange aborts with the connection). Bytes after complete requests
+    // wait for those requests' answers.
+    let cut: http.ServerResponse | null = null;
+    for (const res of this.tracker.responsesOn(socket) ?? []) if (!res.req.complete) cut = res;
+    if (cut === null) this.tracker.afterResponses(socket, send);
+    else if (cut.headersSent) socket.destroy();
+    else send();
   }
 
   async listen(): Promise<Address> {

@@ -76,6 +76,8 @@ const TOO_MANY_HEADERS = verdict(431, 'more header fields than maxHeaders');
 const DUP_HOST = verdict(400, 'more than one Host header');
 const NO_HOST = verdict(400, 'Host header missing on HTTP/1.1');
 const BAD_HOST = verdict(400, 'Host header is not a valid authority');
+const EMPTY_HOST = verdict(400, 'Host header is empty: the request names no authority to route by');
+const BAD_TARGET_CHAR = verdict(400, 'request-target has a character that URIs do not allow (RFC 3986)');
 const DUP_CL = verdict(400, 'more than one Content-Length header');
 const BAD_CL = verdict(400, 'Content-Length is not a plain decimal number');
 const DUP_TE = verdict(400, 'more than one Transfer-Encoding header');
@@ -125,6 +127,31 @@ const FRAMING_TOKENS: readonly string[] = ['content-length', 'transfer-encoding'
 // `Upgrade: h2c` would turn the connection into an HTTP/2 tunnel to the app, past per-request
 // routing and authorization ("h2c smuggling"); cleartext HTTP/2 upgrades are not proxied.
 const H2C_TOKENS: readonly string[] = ['h2c'];
+
+// The same names with every `-` and `_` taken out: `Content__Length` and `Content-_Length` alias
+// `content-length` for a folding app just as `Content_Length` does.
+const SQUASHED = new Set(PROTECTED_NAMES.map((n) => n.replace(/-/g, '')));
+
+/** A name with a `_` that, letters and digits only, is one of the protected names. Rare: only names with `_` pay. */
+function aliasesProtected(name: string): boolean {
+  return name.indexOf('_') !== -1 && SQUASHED.has(name.toLowerCase().replace(/[-_]/g, ''));
+}
+
+// Bytes a request-target may carry (RFC 3986 unreserved, reserved but `#`, and `%`): visible
+// ASCII except `"` `#` `<` `>` `\` `^` `` ` `` `{` `|` `}`. Apps and frameworks disagree about
+// the others (`\` read as `/`, raw UTF-8 decoded or not), so they are refused rather than
+// forwarded as sent.
+const TARGET_OK = new Uint8Array(128);
+for (let c = 0x21; c < 0x7f; c++) TARGET_OK[c] = 1;
+for (const ch of '"#<>\\^`{|}') TARGET_OK[ch.charCodeAt(0)] = 0;
+
+function hasBadTargetChar(url: string): boolean {
+  for (let i = 0; i < url.length; i++) {
+    const c = url.charCodeAt(i);
+    if (c >= 128 || TARGET_OK[c] === 0) return true;
+  }
+  return false;
+}
 
 const NO_MATCH = 0;
 const EXACT = 1;
@@ -292,9 +319,12 @@ export function checkRequestHead(
       if (hasToken(rawHeaders[i + 1] as string, H2C_TOKENS)) return H2C_UPGRADE;
       continue;
     }
-    if (len >= BY_LENGTH.length) continue;
-    const candidates = BY_LENGTH[len];
-    if (candidates === undefined) continue;
+    const candidates = len < BY_LENGTH.length ? BY_LENGTH[len] : undefined;
+    if (candidates === undefined) {
+      if (aliasesProtected(name)) return UNDERSCORE;
+      continue;
+    }
+    let matched = false;
     for (let k = 0; k < candidates.length; k++) {
       const target = candidates[k] as string;
       const m = matchName(name, target);
@@ -307,8 +337,10 @@ export function checkRequestHead(
         tes++;
         if (!isExactlyChunked(rawHeaders[i + 1] as string)) return BAD_TE;
       }
+      matched = true;
       break;
     }
+    if (!matched && aliasesProtected(name)) return UNDERSCORE;
   }
   if (cls > 1) return DUP_CL;
   if (tes > 1) return DUP_TE;
@@ -316,6 +348,7 @@ export function checkRequestHead(
   if (tes > 0 && httpVersionMinor === 0) return TE_ON_10;
   if (hosts > 1) return DUP_HOST;
   if (hosts === 1 && !isValidAuthority(host, true)) return BAD_HOST;
+  if (method !== 'CONNECT' && hasBadTargetChar(url)) return BAD_TARGET_CHAR;
 
   const first = url.charCodeAt(0);
   if (method === 'CONNECT') {
@@ -328,11 +361,13 @@ export function checkRequestHead(
   }
   if (first === 0x2f) {
     if (hosts === 0 && httpVersionMinor >= 1) return NO_HOST;
+    if (hosts === 1 && host === '') return EMPTY_HOST;
     return OK_ORIGIN;
   }
   if (url === '*') {
     if (method !== 'OPTIONS') return BAD_ASTERISK;
     if (hosts === 0 && httpVersionMinor >= 1) return NO_HOST;
+    if (hosts === 1 && host === '') return EMPTY_HOST;
     return OK_ORIGIN;
   }
   return checkAbsoluteForm(url, hosts === 1 ? host : null, httpVersionMinor);
