@@ -7,7 +7,7 @@
  *
  *   npm run bench:ab -- --base HEAD~1            # A = that revision, built in a temporary worktree
  *   node .build-test/bench/ab.js --base-cli /path/to/dist/cli.js [--cli dist/cli.js]
- *     [--rounds 5] [--rate 1000] [--duration 5]
+ *     [--rounds 5] [--rate 1000] [--duration 5] [--path /small|/large]   (/large: 64 KiB responses)
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
@@ -28,6 +28,7 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '5' },
     rate: { type: 'string', default: '1000' },
     duration: { type: 'string', default: '5' },
+    path: { type: 'string', default: '/small' },
   },
   strict: true,
 });
@@ -49,16 +50,16 @@ interface Sample {
   rateP99: number;
 }
 
-async function measure(cli: string, upstreamPort: number, rate: number, durationS: number): Promise<Sample> {
+async function measure(cli: string, upstreamPort: number, rate: number, durationS: number, urlPath: string): Promise<Sample> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-ab-'));
   try {
     const o = await startOutrigger(dir, upstreamPort, { cli });
     const pid = o.child.pid;
     await checkTarget({ port: o.port, pid, adminPort: o.adminPort, accessLog: o.accessLog, stop: () => o.child.stop() });
     const saturate = DEFAULT_LOAD === 'wrk' ? runWrk : runAutocannon;
-    const load = { port: o.port, path: '/small', host: BENCH_HOST, connections: 50, durationS: 1 };
+    const load = { port: o.port, path: urlPath, host: BENCH_HOST, connections: 50, durationS: 1 };
     await saturate(load); // JIT warm-up
-    const paced = { port: o.port, path: '/small', host: BENCH_HOST, rps: rate, connections: 64 };
+    const paced = { port: o.port, path: urlPath, host: BENCH_HOST, rps: rate, connections: 64 };
     await runPaced({ ...paced, durationS: 1 });
     let c0 = procCpuSeconds(pid) ?? Number.NaN;
     const p = await runPaced({ ...paced, durationS });
@@ -90,7 +91,7 @@ async function main(): Promise<void> {
     upstream = await startRateUpstream(DEFAULT_UPSTREAM, upDir);
     for (let round = 0; round < rounds; round++) {
       for (const which of round % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const)) {
-        const s = await measure(cli[which], upstream.port, rate, durationS);
+        const s = await measure(cli[which], upstream.port, rate, durationS, args.path ?? '/small');
         got[which].push(s);
         process.stderr.write(
           `round ${round + 1} ${which}: ${s.rateCpu.toFixed(1)} µs/req at ${rate}/s (p99 ${s.rateP99.toFixed(2)} ms), ${s.satCpu.toFixed(1)} µs/req at saturation\n`,
@@ -124,8 +125,8 @@ async function main(): Promise<void> {
       '',
       `| proxy CPU µs per request (median of ${rounds} rounds) | A | B | B − A, paired median | rounds B was cheaper |`,
       '|---|---:|---:|---:|---:|',
-      row(`fixed rate ${rate} req/s`, (s) => s.rateCpu),
-      row('saturation, 13 B', (s) => s.satCpu),
+      row(`fixed rate ${rate} req/s, ${args.path === '/large' ? '64 KiB' : '13 B'}`, (s) => s.rateCpu),
+      row(`saturation, ${args.path === '/large' ? '64 KiB' : '13 B'}`, (s) => s.satCpu),
       '',
     ].join('\n'),
   );

@@ -41,6 +41,8 @@ import type { Report, Served } from './report.js';
 export interface ClientResponse {
   readonly headersSent: boolean;
   readonly writableFinished: boolean;
+  /** bytes written and not yet handed to the kernel */
+  readonly writableLength: number;
   readonly statusCode: number;
   /** throws when a header value cannot be sent (the exchange answers 502 instead) */
   writeHead(status: number, statusText: string | undefined, headers: string[]): unknown;
@@ -285,7 +287,10 @@ export class Exchange implements Served {
   /** One body chunk from the upstream; false asks undici to pause until the client drains. */
   sendData(chunk: Buffer): boolean {
     this.bytesOut += chunk.length;
-    if (this.res.write(chunk)) return true;
+    // The client socket's own mark (16 KiB) would pause the upstream parser on nearly every
+    // response over 16 KiB, and a pause and resume cost more than the bytes: up to
+    // RESPONSE_BUFFER bytes may wait in the client socket before the upstream is paused.
+    if (this.res.write(chunk) || this.res.writableLength < RESPONSE_BUFFER) return true;
     // Back-pressure: undici stops reading the upstream until the client drains. Listened for
     // only now, so a response that never fills the socket never registers a listener.
     if (!this.awaitingDrain) {
@@ -387,6 +392,9 @@ export class Exchange implements Served {
     this.report.served(this);
   }
 }
+
+/** Bytes of one response that may wait for a slow client before the upstream is paused. */
+const RESPONSE_BUFFER = 128 * 1024;
 
 // The exchange's event and timer callbacks are these module functions, not closures made per
 // request: the response carries its exchange, and timers are given it as their argument.
